@@ -1,0 +1,486 @@
+"""The one parameter schema: every control, flag, API field, infotext key and X/Y/Z axis comes from here."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ParamError
+
+DEFAULT_SAMPLER = "Default"
+SCHEDULE_TYPES = ("Automatic", "Karras", "Exponential")
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its type, default, allowed values, label, tooltip and infotext key."""
+
+    name: str
+    kind: type
+    default: Any
+    label: str
+    tooltip: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    choices: tuple[str, ...] | None = None
+    multiple_of: int | None = None
+    infotext: str | None = None
+    xyz: bool = False
+    multiline: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def allowed(self) -> str:
+        """Human-readable description of the allowed values."""
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        parts = []
+        if self.kind in (int, float):
+            kind = "an integer" if self.kind is int else "a number"
+            parts.append(f"{kind} from {_fmt(self.minimum)} to {_fmt(self.maximum)}")
+        elif self.kind is bool:
+            parts.append("true or false")
+        else:
+            parts.append("text")
+        if self.multiple_of:
+            parts.append(f"a multiple of {self.multiple_of}")
+        return ", ".join(parts)
+
+    def coerce(self, value: Any) -> Any:
+        """Convert and check one value; raises ParamError naming the parameter, the value and what is allowed."""
+        try:
+            converted = _convert(self.kind, value)
+        except (TypeError, ValueError):
+            raise ParamError(self.name, value, self.allowed()) from None
+        if self.choices is not None and converted not in self.choices:
+            raise ParamError(self.name, value, self.allowed())
+        if self.kind in (int, float):
+            if not math.isfinite(converted):
+                raise ParamError(self.name, value, self.allowed())
+            if self.minimum is not None and converted < self.minimum:
+                raise ParamError(self.name, value, self.allowed())
+            if self.maximum is not None and converted > self.maximum:
+                raise ParamError(self.name, value, self.allowed())
+            if self.multiple_of and converted % self.multiple_of:
+                raise ParamError(self.name, value, self.allowed())
+        return converted
+
+    def with_choices(self, choices: Iterable[str], default: str | None = None) -> Param:
+        """This parameter with host-provided choices (the WebUI's sampler list, say)."""
+        choices = tuple(choices)
+        new_default = default if default is not None else (self.default if self.default in choices else choices[0])
+        return Param(**{**self.__dict__, "choices": choices, "default": new_default})
+
+
+def _fmt(number: float | None) -> str:
+    if number is None:
+        return "any"
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _convert(kind: type, value: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off", ""):
+            return False
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        raise ValueError(value)
+    if kind is int:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        return int(str(value).strip())
+    if kind is float:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        return float(value)
+    if value is None:
+        return ""
+    return str(value)
+
+
+@dataclass(frozen=True)
+class ParamGroup:
+    """An ordered set of parameters that one job takes."""
+
+    name: str
+    params: tuple[Param, ...]
+    checks: tuple[Callable[[dict[str, Any]], None], ...] = field(default=())
+
+    def __getitem__(self, name: str) -> Param:
+        for param in self.params:
+            if param.name == name:
+                return param
+        raise KeyError(name)
+
+    def __iter__(self):
+        return iter(self.params)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def validate(self, values: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
+        """Defaults overlaid with `values`, every value checked; unknown names are refused."""
+        unknown = sorted(set(values) - set(self.names))
+        if unknown:
+            raise ParamError(unknown[0], values[unknown[0]], "a known parameter: " + ", ".join(self.names))
+        merged = {} if partial else self.defaults()
+        merged.update(values)
+        checked = {name: self[name].coerce(value) for name, value in merged.items()}
+        if not partial:
+            for check in self.checks:
+                check(checked)
+        return checked
+
+    def replace(self, param: Param) -> ParamGroup:
+        """This group with one parameter swapped for a host-specific version."""
+        return ParamGroup(self.name, tuple(param if p.name == param.name else p for p in self.params), self.checks)
+
+    def json_schema(self) -> dict[str, Any]:
+        """JSON schema (draft 2020-12 subset) of this group's parameters."""
+        properties = {p.name: _json_property(p) for p in self.params}
+        return {"title": self.name, "type": "object", "properties": properties, "additionalProperties": False}
+
+    def pydantic_model(self, model_name: str, extra_fields: Mapping[str, tuple[Any, Any]] | None = None):
+        """A pydantic model (works with pydantic 1 and 2) for API requests of this group."""
+        import pydantic
+
+        fields: dict[str, tuple[Any, Any]] = {}
+        for p in self.params:
+            constraints = {}
+            if p.kind in (int, float):
+                constraints = {"ge": p.minimum, "le": p.maximum}
+            fields[p.name] = (p.kind, pydantic.Field(p.default, description=p.tooltip or p.label, **constraints))
+        fields.update(extra_fields or {})
+        return pydantic.create_model(model_name, **fields)
+
+    def add_cli_arguments(self, parser, skip: Iterable[str] = ()) -> None:
+        """Add one `--flag` per parameter, with its default and range in the help text."""
+        for p in self.params:
+            if p.name in skip:
+                continue
+            help_text = f"{p.tooltip or p.label} (default: {p.default!r}; {p.allowed()})"
+            if p.kind is bool:
+                parser.add_argument(p.flag, dest=p.name, default=None, action="store_true", help=help_text)
+            else:
+                parser.add_argument(p.flag, dest=p.name, default=None, metavar=p.name.upper(), help=help_text)
+
+    def values_from_cli(self, namespace) -> dict[str, Any]:
+        """The values given on the command line (unset flags keep the schema default)."""
+        given = {p.name: getattr(namespace, p.name, None) for p in self.params}
+        return self.validate({k: v for k, v in given.items() if v is not None})
+
+    def xyz_params(self) -> list[Param]:
+        return [p for p in self.params if p.xyz]
+
+
+def _json_property(p: Param) -> dict[str, Any]:
+    type_names = {int: "integer", float: "number", bool: "boolean", str: "string"}
+    prop: dict[str, Any] = {"type": type_names[p.kind], "default": p.default, "title": p.label}
+    if p.tooltip:
+        prop["description"] = p.tooltip
+    if p.choices is not None:
+        prop["enum"] = list(p.choices)
+    if p.minimum is not None:
+        prop["minimum"] = p.minimum
+    if p.maximum is not None:
+        prop["maximum"] = p.maximum
+    if p.multiple_of:
+        prop["multipleOf"] = p.multiple_of
+    return prop
+
+
+# --- parameters shared by every job ------------------------------------------------------------------------------
+
+PROMPT = Param("prompt", str, "", "Prompt", "Optional text that steers the variations.", multiline=True)
+NEGATIVE_PROMPT = Param(
+    "negative_prompt", str, "", "Negative prompt", "What the images should not show.", multiline=True
+)
+SEED = Param(
+    "seed", int, -1, "Seed", "-1 picks a random seed; image i of a job uses seed + i.", -1, MAX_SEED, 1, infotext="Seed"
+)
+STEPS = Param("steps", int, 20, "Sampling steps", "", 1, 150, 1, infotext="Steps", xyz=False)
+CFG_SCALE = Param(
+    "cfg_scale", float, 7.0, "CFG scale", "Classifier-free guidance scale.", 1.0, 30.0, 0.5, infotext="CFG scale"
+)
+SAMPLER = Param(
+    "sampler",
+    str,
+    DEFAULT_SAMPLER,
+    "Sampling method",
+    "WebUI sampler name; 'Default' runs the model's own scheduler.",
+    choices=(
+        DEFAULT_SAMPLER,
+        "Euler a",
+        "Euler",
+        "DPM++ 2M",
+        "DPM++ 2M SDE",
+        "DDIM",
+        "UniPC",
+        "Heun",
+        "LMS",
+        "DPM2",
+        "DPM2 a",
+    ),
+    infotext="Sampler",
+)
+SCHEDULE_TYPE = Param(
+    "schedule_type",
+    str,
+    "Automatic",
+    "Schedule type",
+    "Noise schedule of the sampler.",
+    choices=SCHEDULE_TYPES,
+    infotext="Schedule type",
+)
+N = Param("n", int, 1, "Variations", "How many images one job makes.", 1, 16, 1)
+
+
+def _size(name: str, default: int, label: str) -> Param:
+    return Param(name, int, default, label, "Pixels; a multiple of 8.", 64, 2048, 8, multiple_of=8)
+
+
+# --- Reimagine (Stable unCLIP variations) ------------------------------------------------------------------------
+
+UNCLIP_H = "stabilityai/stable-diffusion-2-1-unclip"
+UNCLIP_L = "stabilityai/stable-diffusion-2-1-unclip-small"
+
+REIMAGINE = ParamGroup(
+    "Reimagine",
+    (
+        Param(
+            "model",
+            str,
+            UNCLIP_H,
+            "unCLIP model",
+            "Hugging Face id, diffusers folder or checkpoint file.",
+            infotext="Model",
+        ),
+        PROMPT,
+        NEGATIVE_PROMPT,
+        Param(
+            "noise_level",
+            int,
+            0,
+            "Noise level",
+            "Noise added to the image embedding (0 = none, up to 999): higher wanders further from the references.",
+            0,
+            999,
+            1,
+            infotext="Reimagine noise level",
+            xyz=True,
+        ),
+        Param(
+            "image_text_mix",
+            float,
+            0.0,
+            "Image/text mix",
+            "0 = the image embedding at full strength (plain Stable unCLIP); 1 = image embedding zeroed, prompt alone.",
+            0.0,
+            1.0,
+            0.05,
+            infotext="Reimagine image/text mix",
+            xyz=True,
+        ),
+        Param(
+            "structure_strength",
+            float,
+            0.0,
+            "Structure strength",
+            "0 = start from pure noise; above 0 keep the layout of the first reference (img2img at denoise 1 - this).",
+            0.0,
+            0.95,
+            0.05,
+            infotext="Reimagine structure strength",
+            xyz=True,
+        ),
+        N,
+        SEED,
+        STEPS,
+        CFG_SCALE,
+        SAMPLER,
+        SCHEDULE_TYPE,
+        _size("width", 768, "Width"),
+        _size("height", 768, "Height"),
+    ),
+)
+
+# --- SDXL base and refiner ---------------------------------------------------------------------------------------
+
+SDXL_BASE = "stabilityai/stable-diffusion-xl-base-1.0"
+SDXL_REFINER = "stabilityai/stable-diffusion-xl-refiner-1.0"
+REFINER_MODES = ("handoff", "refine")
+
+
+REFINER = ParamGroup(
+    "Post-refiner",
+    (
+        Param("enabled", bool, False, "SDXL Refiner post-step", infotext=None),
+        Param(
+            "refiner",
+            str,
+            SDXL_REFINER,
+            "Refiner model",
+            "SDXL refiner: Hugging Face id, folder, file or WebUI checkpoint.",
+            infotext="Post-refiner",
+            xyz=True,
+        ),
+        Param(
+            "refiner_mode",
+            str,
+            "handoff",
+            "Mode",
+            "handoff: the base stops at the switch point and the refiner finishes the same schedule; "
+            "refine: the base finishes and the refiner runs img2img on its latents.",
+            choices=REFINER_MODES,
+            infotext="Post-refiner mode",
+        ),
+        Param(
+            "switch_at",
+            float,
+            0.8,
+            "Switch at",
+            "Handoff point on the noise schedule: 0.8 gives the refiner the last 200 of 1000 training timesteps.",
+            0.01,
+            0.99,
+            0.01,
+            infotext="Post-refiner switch at",
+            xyz=True,
+        ),
+        Param(
+            "refine_strength",
+            float,
+            0.3,
+            "Refine strength",
+            "img2img denoising strength of the refine mode.",
+            0.01,
+            1.0,
+            0.01,
+            infotext="Post-refiner strength",
+            xyz=True,
+        ),
+        Param(
+            "refiner_steps",
+            int,
+            20,
+            "Refiner steps",
+            "Refine mode: steps of the refiner's schedule (about strength x steps run).",
+            1,
+            150,
+            1,
+            infotext="Post-refiner steps",
+            xyz=True,
+        ),
+        Param(
+            "refiner_prompt",
+            str,
+            "",
+            "Refiner prompt",
+            "Empty = the base prompt.",
+            infotext="Post-refiner prompt",
+            multiline=True,
+        ),
+        Param(
+            "refiner_negative_prompt",
+            str,
+            "",
+            "Refiner negative prompt",
+            "Empty = the base negative prompt.",
+            infotext="Post-refiner negative prompt",
+            multiline=True,
+        ),
+        Param(
+            "refiner_cfg_scale", float, 7.0, "Refiner CFG scale", "", 1.0, 30.0, 0.5, infotext="Post-refiner CFG scale"
+        ),
+        Param(
+            "refiner_sampler",
+            str,
+            "",
+            "Refiner sampler",
+            "Empty = the base's sampler.",
+            choices=("",) + SAMPLER.choices,
+            infotext="Post-refiner sampler",
+        ),
+        Param(
+            "refiner_schedule_type",
+            str,
+            "",
+            "Refiner schedule type",
+            "Empty = the base's.",
+            choices=("",) + SCHEDULE_TYPES,
+            infotext="Post-refiner schedule type",
+        ),
+        Param(
+            "aesthetic_score",
+            float,
+            6.0,
+            "Aesthetic score",
+            "Refiner conditioning for the positive prompt.",
+            0.0,
+            10.0,
+            0.5,
+            infotext="Post-refiner aesthetic score",
+            xyz=True,
+        ),
+        Param(
+            "negative_aesthetic_score",
+            float,
+            2.5,
+            "Negative aesthetic score",
+            "Refiner conditioning for the negative prompt.",
+            0.0,
+            10.0,
+            0.5,
+            infotext="Post-refiner negative aesthetic score",
+        ),
+        Param(
+            "keep_base",
+            bool,
+            True,
+            "Keep the base image",
+            "Save the base image beside the refined one.",
+            infotext="Post-refiner keep base",
+        ),
+    ),
+)
+
+SDXL = ParamGroup(
+    "SDXL",
+    (
+        Param(
+            "base",
+            str,
+            SDXL_BASE,
+            "Base model",
+            "SDXL base: Hugging Face id, folder or checkpoint file.",
+            infotext="Model",
+        ),
+        PROMPT,
+        NEGATIVE_PROMPT,
+        N,
+        SEED,
+        STEPS,
+        CFG_SCALE,
+        SAMPLER,
+        SCHEDULE_TYPE,
+        _size("width", 1024, "Width"),
+        _size("height", 1024, "Height"),
+    ),
+)

@@ -1,0 +1,150 @@
+"""The command line: `python -m sd_reimagine {variations,sdxl,refine,serve,make-tiny-models}`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import ReimagineError
+from ..mixing import REFERENCE_WEIGHT
+from ..schema import REIMAGINE
+
+EXIT_USAGE = 2
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad input exits non-zero with one clear line (no usage dump)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+class _ImageAction(argparse.Action):
+    """`--image PATH` adds a reference of weight 1; a following `--weight W` sets that reference's weight."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        references = getattr(namespace, self.dest) or []
+        if option_string == "--weight":
+            if not references:
+                parser.error("--weight must follow the --image it applies to")
+            references[-1][1] = value
+        else:
+            references.append([value, "1"])
+        setattr(namespace, self.dest, references)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="python -m sd_reimagine", description=__doc__)
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+
+    variations = commands.add_parser("variations", help="Stable unCLIP variations of one or more reference images")
+    variations.add_argument(
+        "--image",
+        dest="references",
+        action=_ImageAction,
+        required=True,
+        metavar="PATH",
+        help="reference image (PNG/JPEG/WebP); repeat for several",
+    )
+    variations.add_argument(
+        "--weight",
+        dest="references",
+        action=_ImageAction,
+        metavar="W",
+        help="weight of the preceding --image (default 1; 0-10, normalised to sum 1)",
+    )
+    REIMAGINE.add_cli_arguments(variations)
+    variations.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
+
+    serve = commands.add_parser("serve", help="start the Gradio app")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--model", default=None, help="default unCLIP model shown in the app")
+    serve.add_argument("--out", type=Path, default=Path("outputs"))
+
+    tiny = commands.add_parser("make-tiny-models", help="write tiny random-weight models (no download)")
+    tiny.add_argument("out_dir", type=Path)
+    tiny.add_argument("--scale", type=int, default=1, help="channel multiplier (benchmarks use larger)")
+    tiny.add_argument(
+        "--webui",
+        action="store_true",
+        help="write WebUI checkpoints (.safetensors + .yaml); run with the WebUI's Python",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ReimagineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run_variations(args) -> int:
+    from ..images import open_image
+    from .session import Session
+
+    values = REIMAGINE.values_from_cli(args)
+    weights = [REFERENCE_WEIGHT.coerce(weight) for _, weight in args.references]
+    references = [(open_image(Path(path), name=path), w) for (path, _), w in zip(args.references, weights, strict=True)]
+    session = Session(device=args.device, out_dir=args.out)
+    with _progress_bar(values["steps"] * -(-values["n"] // session.max_batch)) as progress:
+        job, paths = session.variations(references, values, progress=progress)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def run_serve(args) -> int:
+    from .app import serve
+
+    serve(host=args.host, port=args.port, model=args.model, out_dir=args.out, device=args.device)
+    return 0
+
+
+def run_make_tiny_models(args) -> int:
+    if args.webui:
+        from ..webui_tiny import write_webui_tiny_models
+
+        written = write_webui_tiny_models(args.out_dir)
+    else:
+        from .tiny import write_tiny_models
+
+        written = write_tiny_models(args.out_dir, scale=args.scale)
+    for path in written.values():
+        print(path)
+    return 0
+
+
+class _progress_bar:
+    """A tqdm bar on a terminal, nothing otherwise; called as progress(step, total) per denoising step."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.bar = None
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="step", file=sys.stderr)
+        return self
+
+    def __call__(self, step: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
+COMMANDS = {"variations": run_variations, "serve": run_serve, "make-tiny-models": run_make_tiny_models}

@@ -1,0 +1,25 @@
+"""Saving results as the WebUI does: numbered PNGs with the infotext in the `parameters` chunk."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..images import png_bytes
+
+_NUMBERED = re.compile(r"^(\d{5})-")
+
+
+def next_index(folder: Path) -> int:
+    """The next free 5-digit image number in a folder."""
+    numbers = [int(m.group(1)) for p in folder.glob("*.png") if (m := _NUMBERED.match(p.name))]
+    return max(numbers, default=-1) + 1
+
+
+def save_png(image, infotext: str, folder: Path, seed: int, suffix: str = "") -> Path:
+    """Write one image as `NNNNN-SEED[-suffix].png` with its infotext; returns the path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{next_index(folder):05d}-{seed}{'-' + suffix if suffix else ''}.png"
+    path = folder / name
+    path.write_bytes(png_bytes(image, infotext))
+    return path

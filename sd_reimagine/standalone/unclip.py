@@ -1,0 +1,217 @@
+"""Stable unCLIP variations on diffusers: references mixed, noise-augmented per image seed, the UNet batched."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..images import InputImage
+from ..infotext import job_infotext
+from ..mixing import (
+    Reference,
+    active_references,
+    draw_embedding_noise,
+    image_seeds,
+    lineage_of,
+    mixed_conditioning,
+    resolve_seed,
+)
+from ..schedule import img2img_steps
+from ..schema import REIMAGINE
+from .schedulers import make_scheduler
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class GeneratedImage:
+    """One output image with the seed and infotext that reproduce it."""
+
+    image: Any
+    seed: int
+    infotext: str
+
+
+@dataclass
+class VariationJob:
+    """What one Reimagine job returns: images in seed order, and whether the user interrupted it."""
+
+    images: list[GeneratedImage]
+    values: dict[str, Any]
+    interrupted: bool = False
+
+
+@dataclass
+class _Caches:
+    """Reference embeddings and prompt conditioning kept between jobs ("Generate again" skips the encoders)."""
+
+    image_embeds: dict[str, torch.Tensor] = field(default_factory=dict)
+    prompts: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = field(default_factory=dict)
+    limit: int = 32
+
+    def trim(self) -> None:
+        for cache in (self.image_embeds, self.prompts):
+            while len(cache) > self.limit:
+                cache.pop(next(iter(cache)))
+
+
+class UnclipVariations:
+    """Runs Reimagine jobs on a loaded `StableUnCLIPImg2ImgPipeline`."""
+
+    def __init__(self, pipe, model_name: str, max_batch: int = 4, use_cache: bool = True):
+        self.pipe = pipe
+        self.model_name = model_name
+        self.max_batch = max_batch
+        self.use_cache = use_cache
+        self.caches = _Caches()
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.pipe.unet.dtype
+
+    def __call__(
+        self,
+        references: Sequence[Reference],
+        values: dict[str, Any],
+        progress: ProgressFn | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        output_type: str = "pil",
+    ) -> VariationJob:
+        # 1. Check inputs
+        values = REIMAGINE.validate(values)
+        values["seed"] = resolve_seed(values["seed"])
+        active = active_references(references)
+        seeds = image_seeds(values["seed"], values["n"])
+        do_cfg = values["cfg_scale"] > 1.0
+        # 2. Encode prompt and references (cached)
+        prompt_embeds, negative_embeds = self.encode_prompt(values["prompt"], values["negative_prompt"], do_cfg)
+        embeds = torch.cat([self.encode_image(r.image) for r in active])
+        init_latents = self.encode_structure(active[0].image, values) if values["structure_strength"] else None
+        # 3. Sample in batches of at most max_batch images
+        lineage = lineage_of(active).fields()
+        images, interrupted = [], False
+        for start in range(0, len(seeds), self.max_batch):
+            batch_seeds = seeds[start : start + self.max_batch]
+            batch, interrupted = self.sample_batch(
+                batch_seeds, active, embeds, prompt_embeds, negative_embeds, init_latents, values, progress, should_stop
+            )
+            for seed, image in zip(batch_seeds, self.decode(batch, output_type), strict=True):
+                infotext = job_infotext(REIMAGINE, values, seed, self.model_name, lineage)
+                images.append(GeneratedImage(image, seed, infotext))
+            if interrupted:
+                break
+        self.caches.trim()
+        return VariationJob(images, values, interrupted)
+
+    def encode_prompt(self, prompt: str, negative_prompt: str, do_cfg: bool):
+        key = (prompt, negative_prompt, do_cfg)
+        if self.use_cache and key in self.caches.prompts:
+            return self.caches.prompts[key]
+        encoded = self.pipe.encode_prompt(
+            prompt=prompt,
+            device=self.device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=do_cfg,
+            negative_prompt=negative_prompt or None,
+        )
+        if self.use_cache:
+            self.caches.prompts[key] = encoded
+        return encoded
+
+    def encode_image(self, image: InputImage) -> torch.Tensor:
+        """The CLIP image embedding (1, D) of one reference, from the pipeline's own feature extractor."""
+        if self.use_cache and image.digest in self.caches.image_embeds:
+            return self.caches.image_embeds[image.digest]
+        pixels = self.pipe.feature_extractor(images=image.image, return_tensors="pt").pixel_values
+        encoder = self.pipe.image_encoder
+        embeds = encoder(pixels.to(device=self.device, dtype=encoder.dtype)).image_embeds
+        if self.use_cache:
+            self.caches.image_embeds[image.digest] = embeds
+        return embeds
+
+    def encode_structure(self, image: InputImage, values: dict[str, Any]) -> torch.Tensor:
+        """Latents of the first reference at the job's size, for structure strength (img2img start)."""
+        pixels = self.pipe.image_processor.preprocess(image.image, height=values["height"], width=values["width"])
+        pixels = pixels.to(device=self.device, dtype=self.pipe.vae.dtype)
+        latents = self.pipe.vae.encode(pixels).latent_dist.mode()
+        return latents * self.pipe.vae.config.scaling_factor
+
+    def conditioning(self, generator, active, embeds, values) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class conditioning of one image and its first latent noise, both drawn from the image's generator."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        noises = draw_embedding_noise((1, embeds.shape[1]), len(active), generator, embeds.dtype, self.device)
+        level = values["noise_level"]
+
+        def augment(e: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+            return self.pipe.noise_image_embeddings(e, level, noise=n)
+
+        cond = mixed_conditioning(embeds, [r.weight for r in active], noises, augment, values["image_text_mix"])
+        scale = self.pipe.vae_scale_factor
+        shape = (1, self.pipe.unet.config.in_channels, values["height"] // scale, values["width"] // scale)
+        noise = randn_tensor(shape, generator=generator, device=self.device, dtype=self.dtype)
+        return cond, noise
+
+    def sample_batch(self, seeds, active, embeds, prompt_embeds, negative_embeds, init_latents, values, progress, stop):
+        """Denoise one batch; returns (latents, interrupted)."""
+        generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+        conds, noises = zip(*(self.conditioning(g, active, embeds, values) for g in generators), strict=True)
+        cond, noise = torch.cat(conds), torch.cat(noises)
+        scheduler = make_scheduler(self.pipe.scheduler, values["sampler"], values["schedule_type"])
+        scheduler.set_timesteps(values["steps"], device=self.device)
+        timesteps = scheduler.timesteps
+        if init_latents is not None:
+            start, _ = img2img_steps(values["steps"], 1.0 - values["structure_strength"])
+            timesteps = timesteps[start * scheduler.order :]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(start * scheduler.order)
+            latents = scheduler.add_noise(init_latents.expand_as(noise), noise, timesteps[:1].repeat(len(seeds)))
+        else:
+            latents = noise * scheduler.init_noise_sigma
+        do_cfg = negative_embeds is not None and values["cfg_scale"] > 1.0
+        text = prompt_embeds.expand(len(seeds), -1, -1)
+        if do_cfg:
+            text = torch.cat([negative_embeds.expand(len(seeds), -1, -1), text])
+            cond = torch.cat([torch.zeros_like(cond), cond])
+        step_kwargs = _step_kwargs(scheduler, generators[0] if len(generators) == 1 else generators)
+        for i, t in enumerate(timesteps):
+            if stop is not None and stop():
+                return latents, True
+            model_input = torch.cat([latents] * 2) if do_cfg else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            with torch.no_grad():
+                pred = self.pipe.unet(model_input, t, encoder_hidden_states=text, class_labels=cond, return_dict=False)[
+                    0
+                ]
+            if do_cfg:
+                uncond, conditioned = pred.chunk(2)
+                pred = uncond + values["cfg_scale"] * (conditioned - uncond)
+            latents = scheduler.step(pred, t, latents, **step_kwargs, return_dict=False)[0]
+            if progress is not None:
+                progress(i + 1, len(timesteps))
+        return latents, False
+
+    def decode(self, latents: torch.Tensor, output_type: str = "pil") -> list:
+        with torch.no_grad():
+            pixels = self.pipe.vae.decode(latents / self.pipe.vae.config.scaling_factor, return_dict=False)[0]
+        images = self.pipe.image_processor.postprocess(pixels, output_type=output_type)
+        return list(images)
+
+
+def _step_kwargs(scheduler, generator) -> dict[str, Any]:
+    import inspect
+
+    accepted = set(inspect.signature(scheduler.step).parameters)
+    kwargs: dict[str, Any] = {}
+    if "eta" in accepted:
+        kwargs["eta"] = 0.0
+    if "generator" in accepted:
+        kwargs["generator"] = generator
+    return kwargs
