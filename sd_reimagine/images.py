@@ -31,6 +31,13 @@ class InputImage:
     def short_hash(self) -> str:
         return self.digest[:10]
 
+    def image_with_infotext(self) -> Image.Image:
+        """The RGB image carrying its infotext in `info`, so lineage survives being passed around."""
+        image = self.image.copy()
+        if self.infotext:
+            image.info["parameters"] = self.infotext
+        return image
+
 
 def open_image(source: str | Path | bytes | Image.Image, name: str = "image") -> InputImage:
     """Decode PNG/JPEG/WebP bytes, a path or a PIL image into an RGB InputImage; refuse anything else clearly."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ParamError
@@ -75,7 +75,10 @@ class Param:
         """This parameter with host-provided choices (the WebUI's sampler list, say)."""
         choices = tuple(choices)
         new_default = default if default is not None else (self.default if self.default in choices else choices[0])
-        return Param(**{**self.__dict__, "choices": choices, "default": new_default})
+        return replace(self, choices=choices, default=new_default)
+
+    def with_default(self, default: Any) -> Param:
+        return replace(self, default=default)
 
 
 def _fmt(number: float | None) -> str:

@@ -341,11 +341,11 @@ def _instantiate(config: dict[str, Any]) -> Any:
     from omegaconf import OmegaConf
 
     model_config = OmegaConf.create(config).model
-    if model_config.target.startswith("sgm."):
-        from sgm.util import instantiate_from_config
-    else:
-        from ldm.util import instantiate_from_config
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()):  # ldm/sgm print at import and while building
+        if model_config.target.startswith("sgm."):
+            from sgm.util import instantiate_from_config
+        else:
+            from ldm.util import instantiate_from_config
         return instantiate_from_config(model_config)
 
 

@@ -1,0 +1,113 @@
+"""Gradio controls built from the schema: one builder for the standalone app and the WebUI tab.
+
+Uses only components and arguments that exist in gradio 3.41.2 (the WebUI's) and in current gradio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ReimagineError
+from .images import InputImage, open_image
+from .mixing import REFERENCE_WEIGHT
+from .schema import Param, ParamGroup
+
+REFERENCE_SLOTS = 4
+
+
+def param_component(param: Param, elem_prefix: str, value: Any = None):
+    """The Gradio component for one parameter (slider, number, dropdown, checkbox or textbox)."""
+    import gradio as gr
+
+    value = param.default if value is None else value
+    common = {"label": param.label, "elem_id": f"{elem_prefix}_{param.name}"}
+    if param.choices is not None:
+        return gr.Dropdown(choices=list(param.choices), value=value, info=param.tooltip or None, **common)
+    if param.kind is bool:
+        return gr.Checkbox(value=value, info=param.tooltip or None, **common)
+    if param.kind in (int, float) and param.name == "seed":
+        return gr.Number(value=value, precision=0, info=param.tooltip or None, **common)
+    if param.kind in (int, float):
+        return gr.Slider(
+            minimum=param.minimum,
+            maximum=param.maximum,
+            step=param.step,
+            value=value,
+            info=param.tooltip or None,
+            **common,
+        )
+    lines = 3 if param.multiline else 1
+    return gr.Textbox(value=value, lines=lines, placeholder=param.tooltip or None, **common)
+
+
+@dataclass
+class Controls:
+    """The components of a panel, in the order the click handler receives their values."""
+
+    images: list = field(default_factory=list)
+    weights: list = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def inputs(self) -> list:
+        return [*self.images, *self.weights, *self.params.values()]
+
+    def split(self, args: Sequence[Any]) -> tuple[list[tuple[Any, float]], dict[str, Any]]:
+        """Handler arguments -> ([(image, weight)] of the filled slots, {param: value})."""
+        count = len(self.images)
+        images, weights = args[:count], args[count : 2 * count]
+        values = dict(zip(self.params, args[2 * count :], strict=True))
+        return [(img, w) for img, w in zip(images, weights, strict=True) if img is not None], values
+
+
+def reference_slots(controls: Controls, elem_prefix: str, slots: int = REFERENCE_SLOTS) -> None:
+    """Image + weight slots: the first shown, the rest in an accordion (gradio 3.41 has no input gallery)."""
+    import gradio as gr
+
+    def slot(index: int) -> None:
+        image = gr.Image(label=f"Reference {index + 1}", type="pil", elem_id=f"{elem_prefix}_image_{index}")
+        weight = gr.Slider(
+            minimum=REFERENCE_WEIGHT.minimum,
+            maximum=REFERENCE_WEIGHT.maximum,
+            step=REFERENCE_WEIGHT.step,
+            value=1.0,
+            label=f"Weight {index + 1}",
+            elem_id=f"{elem_prefix}_weight_{index}",
+        )
+        controls.images.append(image)
+        controls.weights.append(weight)
+
+    slot(0)
+    with gr.Accordion("More references", open=False, elem_id=f"{elem_prefix}_more_references"):
+        for index in range(1, slots):
+            slot(index)
+
+
+def parameter_controls(controls: Controls, group: ParamGroup, elem_prefix: str, skip: Sequence[str] = ()) -> None:
+    """One component per schema parameter, two per row for the numeric ones."""
+    import gradio as gr
+
+    params = [p for p in group if p.name not in skip]
+    texts = [p for p in params if p.kind is str and p.choices is None]
+    others = [p for p in params if p not in texts]
+    for param in texts:
+        controls.params[param.name] = param_component(param, elem_prefix)
+    for start in range(0, len(others), 2):
+        with gr.Row():
+            for param in others[start : start + 2]:
+                controls.params[param.name] = param_component(param, elem_prefix)
+
+
+def load_references(pairs: Sequence[tuple[Any, float]]) -> list[tuple[InputImage, float]]:
+    """PIL images from the UI (infotext kept for lineage) -> checked references."""
+    if not pairs:
+        raise ReimagineError("add at least one reference image")
+    return [(open_image(image, name=f"reference {i + 1}"), float(weight)) for i, (image, weight) in enumerate(pairs)]
+
+
+def as_gradio_error(exc: Exception):
+    """A gr.Error with the message of a user-facing error."""
+    import gradio as gr
+
+    return gr.Error(str(exc))
