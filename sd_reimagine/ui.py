@@ -66,7 +66,12 @@ def reference_slots(controls: Controls, elem_prefix: str, slots: int = REFERENCE
     import gradio as gr
 
     def slot(index: int) -> None:
-        image = gr.Image(label=f"Reference {index + 1}", type="pil", elem_id=f"{elem_prefix}_image_{index}")
+        image = gr.Image(
+            label=f"Reference {index + 1}",
+            type="pil",
+            elem_id=f"{elem_prefix}_image_{index}",
+            **lossless_image_kwargs(),
+        )
         weight = gr.Slider(
             minimum=REFERENCE_WEIGHT.minimum,
             maximum=REFERENCE_WEIGHT.maximum,
@@ -84,6 +89,15 @@ def reference_slots(controls: Controls, elem_prefix: str, slots: int = REFERENCE
             slot(index)
 
 
+def lossless_image_kwargs() -> dict[str, Any]:
+    """Newer gradio sends images as WebP (lossy) unless told otherwise; 3.41 has no such argument."""
+    import inspect
+
+    import gradio as gr
+
+    return {"format": "png"} if "format" in inspect.signature(gr.Image.__init__).parameters else {}
+
+
 def parameter_controls(controls: Controls, group: ParamGroup, elem_prefix: str, skip: Sequence[str] = ()) -> None:
     """One component per schema parameter, two per row for the numeric ones."""
     import gradio as gr
@@ -99,11 +113,24 @@ def parameter_controls(controls: Controls, group: ParamGroup, elem_prefix: str, 
                 controls.params[param.name] = param_component(param, elem_prefix)
 
 
-def load_references(pairs: Sequence[tuple[Any, float]]) -> list[tuple[InputImage, float]]:
-    """PIL images from the UI (infotext kept for lineage) -> checked references."""
+def load_references(
+    pairs: Sequence[tuple[Any, float]], known: Sequence[InputImage] = ()
+) -> list[tuple[InputImage, float]]:
+    """PIL images from the UI -> checked references.
+
+    Gradio may drop PNG text chunks on the way through the browser, so an image whose pixels equal a `known` one
+    (a result taken with "Reimagine this") gets that one's infotext back: lineage survives the round trip.
+    """
     if not pairs:
         raise ReimagineError("add at least one reference image")
-    return [(open_image(image, name=f"reference {i + 1}"), float(weight)) for i, (image, weight) in enumerate(pairs)]
+    by_digest = {image.digest: image for image in known if image.infotext}
+    references = []
+    for index, (image, weight) in enumerate(pairs):
+        loaded = open_image(image, name=f"reference {index + 1}")
+        if loaded.infotext is None and loaded.digest in by_digest:
+            loaded = by_digest[loaded.digest]
+        references.append((loaded, float(weight)))
+    return references
 
 
 def as_gradio_error(exc: Exception):

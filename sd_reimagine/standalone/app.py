@@ -1,6 +1,6 @@
 """The standalone Gradio app: a Reimagine tab built by the shared UI builder (`sd_reimagine.ui`)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: gradio reads the `gr.SelectData` annotation at run time.
 
 import threading
 from pathlib import Path
@@ -33,12 +33,14 @@ def build_app(session: Session, model: str | None = None):
                     reimagine_this = gr.Button("Reimagine this", elem_id="reimagine_this")
             paths = gr.State([])
             selected = gr.State(0)
+            taken = gr.State(None)  # path of the result taken with "Reimagine this" (lineage)
 
-        def run(*args):
+        def run(taken_path, *args):
             try:
                 pairs, values = controls.split(args)
+                known = [open_image(Path(taken_path))] if taken_path else []
                 with lock:
-                    job, saved = session.variations(load_references(pairs), values)
+                    job, saved = session.variations(load_references(pairs, known), values)
             except ReimagineError as exc:
                 raise as_gradio_error(exc) from None
             items = [(str(p), f"seed {g.seed}") for p, g in zip(saved, job.images, strict=True)]
@@ -52,11 +54,12 @@ def build_app(session: Session, model: str | None = None):
         def take_as_reference(saved: list[str], index: int):
             if not saved:
                 raise gr.Error("generate variations first, then pick one to reimagine")
-            return open_image(Path(saved[min(index, len(saved) - 1)])).image_with_infotext()
+            path = saved[min(index, len(saved) - 1)]
+            return open_image(Path(path)).image_with_infotext(), path
 
-        generate.click(run, inputs=controls.inputs(), outputs=[gallery, paths, infotext, selected])
+        generate.click(run, inputs=[taken, *controls.inputs()], outputs=[gallery, paths, infotext, selected])
         gallery.select(select, inputs=[paths], outputs=[selected, infotext])
-        reimagine_this.click(take_as_reference, inputs=[paths, selected], outputs=[controls.images[0]])
+        reimagine_this.click(take_as_reference, inputs=[paths, selected], outputs=[controls.images[0], taken])
     return demo
 
 

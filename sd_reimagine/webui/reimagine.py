@@ -1,0 +1,272 @@
+"""Reimagine on the WebUI's own processing and samplers: the core's mixed, seeded unCLIP conditioning per image."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ModelNotAvailableError, ParamError, ReimagineError
+from ..images import InputImage
+from ..infotext import group_fields
+from ..mixing import Reference, active_references, draw_embedding_noise, lineage_of, mixed_conditioning, resolve_seed
+from ..schema import DEFAULT_SAMPLER, REIMAGINE, ParamGroup
+from . import settings
+from .swap import SWAP_TIMES, checkpoint_kind, resolve_checkpoint, swapped_model
+
+UNCLIP_KINDS = ("unclip-h", "unclip-l", "unclip")
+CLIP_L_FILE = "ViT-L-14.pt"
+MODEL_TOOLTIP = "WebUI checkpoint title, name or hash (empty: the Reimagine setting, else the first unCLIP found)."
+
+
+@dataclass
+class ReimagineResult:
+    """What one job returns: images in seed order, their seeds and infotexts, the checked values, timings."""
+
+    images: list
+    seeds: list[int]
+    infotexts: list[str]
+    values: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+def host_group() -> ParamGroup:
+    """REIMAGINE with the WebUI's samplers and schedule types, and the model defaulting to the setting."""
+    from modules import sd_samplers, sd_schedulers
+
+    samplers = [DEFAULT_SAMPLER, *sd_samplers.visible_sampler_names()]
+    schedules = [s.label for s in sd_schedulers.schedulers]
+    model = replace(REIMAGINE["model"], default="", label="unCLIP checkpoint", tooltip=MODEL_TOOLTIP)
+    group = REIMAGINE.replace(model)
+    sampler = replace(REIMAGINE["sampler"], tooltip=f"'{DEFAULT_SAMPLER}' is the WebUI's default sampler.")
+    group = group.replace(sampler.with_choices(samplers, DEFAULT_SAMPLER))
+    return group.replace(REIMAGINE["schedule_type"].with_choices(schedules, "Automatic"))
+
+
+def webui_sampler(name: str) -> str:
+    """'Default' is the WebUI's default sampler; other names are the WebUI's own."""
+    from modules import sd_samplers
+
+    return sd_samplers.samplers[0].name if name in ("", DEFAULT_SAMPLER) else name
+
+
+def image_tensor(image) -> torch.Tensor:
+    """A PIL RGB image as (1, 3, H, W) in [-1, 1], as the WebUI's img2img hands images to the unCLIP embedder."""
+    array = np.moveaxis(np.array(image.convert("RGB")).astype(np.float32) / 255.0, 2, 0)
+    return torch.from_numpy(array)[None] * 2.0 - 1.0
+
+
+def noise_augment(noise_augmentor, noise_level: int):
+    """augment(embeds, noise) for `mixed_conditioning`: the model's CLIPEmbeddingNoiseAugmentation, noise given."""
+
+    def augment(embeds: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        level = torch.full((embeds.shape[0],), int(noise_level), dtype=torch.long, device=embeds.device)
+        noised = noise_augmentor.q_sample(noise_augmentor.scale(embeds), level, noise=noise.to(embeds))
+        return torch.cat((noise_augmentor.unscale(noised), noise_augmentor.time_embed(level)), 1)
+
+    return augment
+
+
+class ReimagineConditioning:
+    """The weighted, noise-augmented image embedding of each image, its noise drawn from that image's seed."""
+
+    def __init__(self, references: Sequence[Reference], noise_level: int, image_text_mix: float = 0.0):
+        self.references = list(references)
+        self.noise_level = int(noise_level)
+        self.image_text_mix = float(image_text_mix)
+        self._embeds: torch.Tensor | None = None
+
+    def embeds(self, sd_model) -> torch.Tensor:
+        """CLIP image embeddings (k, D) of the references, from the model's own embedder (computed once)."""
+        if self._embeds is None:
+            from modules import devices, shared
+
+            with torch.no_grad(), devices.autocast():
+                rows = [
+                    sd_model.embedder(image_tensor(r.image.image).to(shared.device, dtype=devices.dtype_vae))
+                    for r in self.references
+                ]
+            self._embeds = torch.cat(rows)
+        return self._embeds
+
+    def for_seeds(self, sd_model, seeds: Sequence[int]) -> torch.Tensor:
+        """The c_adm conditioning (len(seeds), D + level dim): one row per image seed."""
+        embeds = self.embeds(sd_model)
+        augment = noise_augment(sd_model.noise_augmentor, self.noise_level)
+        weights = [r.weight for r in self.references]
+        rows = []
+        with torch.no_grad():
+            for seed in seeds:
+                generator = torch.Generator(device="cpu").manual_seed(int(seed))
+                noise = draw_embedding_noise(
+                    (1, embeds.shape[1]), len(weights), generator, torch.float32, embeds.device
+                )
+                rows.append(mixed_conditioning(embeds, weights, noise, augment, self.image_text_mix))
+        return torch.cat(rows)
+
+
+@lru_cache(maxsize=1)
+def processing_classes() -> tuple[type, type]:
+    """(txt2img, img2img) processing classes whose unCLIP conditioning is the Reimagine conditioning."""
+    from modules import processing
+
+    class ReimagineTxt2Img(processing.StableDiffusionProcessingTxt2Img):
+        """Variations from noise at any size: txt2img with the Reimagine image conditioning."""
+
+        reimagine: ReimagineConditioning | None = None
+
+        def txt2img_image_conditioning(self, x, width=None, height=None):
+            return self.reimagine.for_seeds(self.sd_model, self.seeds).to(device=x.device, dtype=x.dtype)
+
+    class ReimagineImg2Img(processing.StableDiffusionProcessingImg2Img):
+        """Structure strength: img2img from the first reference with the Reimagine image conditioning."""
+
+        reimagine: ReimagineConditioning | None = None
+
+        def unclip_image_conditioning(self, source_image):
+            seeds = self.seeds or self.all_seeds[: self.batch_size]
+            return self.reimagine.for_seeds(self.sd_model, seeds).to(source_image.device)
+
+        def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
+            cond = self.reimagine.for_seeds(self.sd_model, seeds)
+            self.image_conditioning = cond.to(device=self.init_latent.device, dtype=self.init_latent.dtype)
+            return super().sample(conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts)
+
+    return ReimagineTxt2Img, ReimagineImg2Img
+
+
+def check_unclip_checkpoint(model: str):
+    """The CheckpointInfo of an unCLIP checkpoint (errors name the `model` field); unCLIP-L's CLIP weights checked."""
+    from modules import sd_models
+
+    try:
+        info = resolve_checkpoint(model)
+    except ReimagineError:
+        known = ", ".join(sorted(sd_models.checkpoints_list)) or "none"
+        raise ParamError("model", model, f"a checkpoint the WebUI lists ({known})") from None
+    kind = checkpoint_kind(info.filename)
+    if kind not in UNCLIP_KINDS:
+        raise ParamError("model", model, f"an unCLIP checkpoint (this one looks like {kind})")
+    if kind == "unclip-l":
+        check_clip_l_weights()
+    return info
+
+
+def clip_cache_dir() -> str:
+    """Where OpenAI `clip.load` keeps its weights (the unCLIP-L embedder calls it with no download_root)."""
+    return os.path.expanduser("~/.cache/clip")
+
+
+def offline() -> bool:
+    """Whether this process was told to stay offline."""
+    flags = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "REIMAGINE_OFFLINE")
+    return any(os.environ.get(f, "").strip().lower() in ("1", "true", "yes", "on") for f in flags)
+
+
+def check_clip_l_weights() -> None:
+    """unCLIP-L loads OpenAI CLIP ViT-L/14 by name: refuse clearly when it is not cached and we are offline."""
+    path = os.path.join(clip_cache_dir(), CLIP_L_FILE)
+    if os.path.isfile(path):
+        return
+    if offline():
+        raise ModelNotAvailableError(
+            f"unCLIP-L needs the OpenAI CLIP ViT-L/14 image encoder ({path}), which is not there and this WebUI is "
+            "offline: copy ViT-L-14.pt into that folder (or go online once), or use an unCLIP-H checkpoint"
+        )
+    print(f"Reimagine: unCLIP-L will download OpenAI CLIP ViT-L/14 (~890 MB) into {clip_cache_dir()}")
+
+
+def reimagine_fields(values: dict[str, Any], references: Sequence[Reference]) -> dict[str, Any]:
+    """The `Reimagine ...` infotext keys of a job (the WebUI writes prompt, steps, seed, size, model itself)."""
+    fields = {k: v for k, v in group_fields(REIMAGINE, values).items() if k.startswith("Reimagine")}
+    return {**fields, **lineage_of(references).fields()}
+
+
+def make_processing(references: Sequence[Reference], values: dict[str, Any], save: bool, is_api: bool):
+    """The txt2img (or, with structure strength, img2img) processing of a job; the model must be loaded."""
+    txt2img_class, img2img_class = processing_classes()
+    n = values["n"]
+    batch = settings.batch_size(n)
+    outdir = settings.outdir()
+    common = dict(
+        prompt=values["prompt"],
+        negative_prompt=values["negative_prompt"],
+        seed=values["seed"],
+        subseed=-1,
+        subseed_strength=0,
+        steps=values["steps"],
+        cfg_scale=values["cfg_scale"],
+        sampler_name=webui_sampler(values["sampler"]),
+        scheduler=values["schedule_type"],
+        width=values["width"],
+        height=values["height"],
+        batch_size=batch,
+        n_iter=n // batch,
+        do_not_save_samples=not save,
+        do_not_save_grid=True,
+        outpath_samples=outdir,
+        outpath_grids=outdir,
+    )
+    if values["structure_strength"] > 0:
+        p = img2img_class(
+            init_images=[references[0].image.image],
+            denoising_strength=1.0 - values["structure_strength"],
+            resize_mode=0,
+            **common,
+        )
+    else:
+        p = txt2img_class(**common)
+    p.reimagine = ReimagineConditioning(references, values["noise_level"], values["image_text_mix"])
+    p.extra_generation_params.update(reimagine_fields(values, references))
+    p.is_api = is_api
+    return p
+
+
+def check_loaded_unclip(sd_model, title: str) -> None:
+    """The loaded model must be an unCLIP model with an embedder and a noise augmentor."""
+    is_unclip = getattr(getattr(sd_model, "model", None), "conditioning_key", None) == "crossattn-adm"
+    if not is_unclip or getattr(sd_model, "embedder", None) is None or sd_model.noise_augmentor is None:
+        raise ParamError("model", title, "an unCLIP checkpoint (the WebUI did not load it as one)")
+
+
+def run_reimagine(
+    references: Sequence[tuple[InputImage, float]], values: dict[str, Any], *, save: bool = True, is_api: bool = False
+) -> ReimagineResult:
+    """One Reimagine job on the chosen unCLIP checkpoint; the user's model is restored afterwards."""
+    from modules import processing, shared
+
+    started = time.perf_counter()
+    values = host_group().validate(values)
+    active = active_references([Reference(image, float(weight)) for image, weight in references])
+    values["seed"] = resolve_seed(values["seed"])
+    values["model"] = values["model"] or settings.default_model()
+    info = check_unclip_checkpoint(values["model"])
+    swaps_before = len(SWAP_TIMES)
+    with swapped_model(info):
+        check_loaded_unclip(shared.sd_model, info.title)
+        p = make_processing(active, values, save, is_api)
+        sampling = time.perf_counter()
+        with closing(p):
+            processed = processing.process_images(p)
+        sampling = time.perf_counter() - sampling
+    timings = {"total_s": time.perf_counter() - started, "sampling_s": sampling}
+    for record in SWAP_TIMES[swaps_before:]:
+        timings[f"{record['action']}_s"] = timings.get(f"{record['action']}_s", 0.0) + record["seconds"]
+    values["model"] = info.title
+    count = len(processed.images)
+    return ReimagineResult(
+        images=list(processed.images),
+        seeds=list(processed.all_seeds[:count]),
+        infotexts=list(processed.infotexts[:count]),
+        values=values,
+        timings={k: round(v, 4) for k, v in timings.items()},
+        interrupted=bool(shared.state.interrupted) or count < values["n"],
+    )

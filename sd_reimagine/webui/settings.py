@@ -1,0 +1,81 @@
+"""The extension's WebUI settings (section "Reimagine") and their getters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SECTION = ("reimagine", "Reimagine")
+DEFAULT_MODEL = "reimagine_default_model"
+BATCH_SIZE = "reimagine_batch_size"
+OUTDIR = "reimagine_outdir"
+
+
+def on_ui_settings() -> None:
+    """Register the options (called from the script's on_ui_settings callback)."""
+    import gradio as gr
+    from modules import shared
+
+    from .swap import unclip_titles
+
+    shared.opts.add_option(
+        DEFAULT_MODEL,
+        shared.OptionInfo(
+            "",
+            "Default unCLIP checkpoint (empty: the first one found)",
+            gr.Dropdown,
+            lambda: {"choices": ["", *unclip_titles()]},
+            refresh=None,
+            section=SECTION,
+        ),
+    )
+    shared.opts.add_option(
+        BATCH_SIZE,
+        shared.OptionInfo(
+            1,
+            "Images sampled together (1 = each seed reproduces bit-exactly alone; more is faster on a GPU)",
+            gr.Slider,
+            {"minimum": 1, "maximum": 8, "step": 1},
+            section=SECTION,
+        ),
+    )
+    shared.opts.add_option(
+        OUTDIR,
+        shared.OptionInfo("", "Output folder for Reimagine images (empty: outputs/reimagine-images)", section=SECTION),
+    )
+
+
+def get(name: str, default: Any = None) -> Any:
+    """An option's value, or `default` before the options are registered."""
+    from modules import shared
+
+    return shared.opts.data.get(name, default)
+
+
+def default_model() -> str:
+    """The unCLIP checkpoint a job uses when none is given: the setting, else the first unCLIP checkpoint found."""
+    from ..errors import ParamError
+    from .swap import unclip_titles
+
+    chosen = str(get(DEFAULT_MODEL, "") or "")
+    if chosen:
+        return chosen
+    titles = unclip_titles()
+    if not titles:
+        raise ParamError("model", "", "an unCLIP checkpoint (none found in models/Stable-diffusion)")
+    return titles[0]
+
+
+def batch_size(n: int) -> int:
+    """The largest divisor of n not above the batch-size setting (the WebUI makes batch_size x n_iter images)."""
+    limit = max(1, int(get(BATCH_SIZE, 1) or 1))
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def outdir() -> str:
+    """Where the tab saves images."""
+    import os
+
+    from modules import paths_internal, shared
+
+    default = os.path.join(paths_internal.default_output_dir, "reimagine-images")
+    return get(OUTDIR, "") or shared.opts.outdir_samples or default

@@ -1,0 +1,150 @@
+"""Model swap through the WebUI's own loader: load a checkpoint for one job, always restore the user's model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..checkpoints import inspect_checkpoint
+from ..errors import ReimagineError
+
+log = logging.getLogger("sd_reimagine")
+
+SWAP_TIMES: list[dict[str, Any]] = []  # {"action": "swap"|"restore", "to": title, "seconds": s}; newest last
+MAX_SWAP_RECORDS = 200
+LIMIT_WARNING = (
+    "Settings > Stable Diffusion > 'Maximum number of checkpoints loaded at the same time' is {limit}: every swap to "
+    "and from the Reimagine/refiner checkpoint is a full load from disk. Set it to 2 or more to keep both in memory."
+)
+_warned: set[str] = set()
+_kind_cache: dict[str, tuple[float, str]] = {}
+
+
+def resolve_checkpoint(name: Any):
+    """The WebUI CheckpointInfo for a title, a name with or without extension, or a hash (as sd_model_checkpoint)."""
+    from modules import sd_models
+
+    if hasattr(name, "filename") and hasattr(name, "title"):
+        return name
+    text = str(name or "").strip()
+    info = (sd_models.checkpoint_aliases.get(text) or sd_models.get_closet_checkpoint_match(text)) if text else None
+    if info is None:
+        known = ", ".join(sorted(sd_models.checkpoints_list)) or "none (put checkpoints into models/Stable-diffusion)"
+        raise ReimagineError(f"checkpoint {text!r} not found; available: {known}")
+    return info
+
+
+def loaded_checkpoint():
+    """CheckpointInfo of the model loaded now, or None (never triggers a load)."""
+    from modules import sd_models
+
+    model = sd_models.model_data.sd_model
+    return getattr(model, "sd_checkpoint_info", None) if model is not None else None
+
+
+def limit_warning() -> str | None:
+    """A message (logged once) when sd_checkpoints_limit makes every swap a full reload."""
+    from modules import shared
+
+    limit = int(getattr(shared.opts, "sd_checkpoints_limit", 1) or 1)
+    if limit >= 2:
+        return None
+    message = LIMIT_WARNING.format(limit=limit)
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("Reimagine: %s", message)
+        print(f"Reimagine: {message}")
+    return message
+
+
+def _record(action: str, title: str, seconds: float) -> None:
+    SWAP_TIMES.append({"action": action, "to": title, "seconds": round(seconds, 4)})
+    del SWAP_TIMES[:-MAX_SWAP_RECORDS]
+    print(f"Reimagine: {action} to {title} in {seconds:.3f} s")
+
+
+def _load(info, action: str) -> float:
+    """Make `info` shared.sd_model without writing the user's setting; returns the seconds it took (0: no reload)."""
+    from modules import sd_models
+
+    current = loaded_checkpoint()
+    if current is not None and current.filename == info.filename:
+        return 0.0
+    started = time.perf_counter()
+    with sd_models.SkipWritingToConfig():
+        sd_models.reload_model_weights(info=info)
+    seconds = time.perf_counter() - started
+    _record(action, info.title, seconds)
+    return seconds
+
+
+@contextmanager
+def swapped_model(name_or_info: Any) -> Iterator[Any]:
+    """Load a checkpoint as shared.sd_model for the block; the user's model (and setting) is back afterwards.
+
+    The WebUI reloads `opts.sd_model_checkpoint` at the start of each batch, so the option is pinned in memory
+    (never saved, no callbacks) to the swapped checkpoint for the block and put back in `finally`.
+    """
+    from modules import shared
+
+    info = resolve_checkpoint(name_or_info)
+    previous = loaded_checkpoint()
+    saved_option = shared.opts.data.get("sd_model_checkpoint")
+    limit_warning()
+    try:
+        shared.opts.data["sd_model_checkpoint"] = info.title
+        _load(info, "swap")
+        yield info
+    finally:
+        shared.opts.data["sd_model_checkpoint"] = saved_option
+        restore = previous
+        if restore is None and saved_option:
+            restore = _find(saved_option)
+        if restore is not None:
+            _load(restore, "restore")
+
+
+def _find(name: str):
+    try:
+        return resolve_checkpoint(name)
+    except ReimagineError:
+        return None
+
+
+def last_swap_times(count: int = 2) -> list[dict[str, Any]]:
+    """The newest swap records (for infotext-free timing reports)."""
+    return list(SWAP_TIMES[-count:])
+
+
+def checkpoint_kind(filename: str) -> str:
+    """The kind of a checkpoint file from its header, cached by path and mtime."""
+    try:
+        mtime = os.path.getmtime(filename)
+    except OSError:
+        return "unknown"
+    cached = _kind_cache.get(filename)
+    if cached and cached[0] == mtime:
+        return cached[1]
+    kind = inspect_checkpoint(filename).kind
+    _kind_cache[filename] = (mtime, kind)
+    return kind
+
+
+def list_checkpoints_by_kind() -> dict[str, list[str]]:
+    """{kind: [titles]} for every checkpoint the WebUI lists (unclip-h, unclip-l, unclip, sdxl-base, ...)."""
+    from modules import sd_models
+
+    kinds: dict[str, list[str]] = {}
+    for info in list(sd_models.checkpoints_list.values()):
+        kinds.setdefault(checkpoint_kind(info.filename), []).append(info.title)
+    return kinds
+
+
+def unclip_titles() -> list[str]:
+    """Titles of the checkpoints detected as unCLIP (H first, then L, then other unCLIP)."""
+    kinds = list_checkpoints_by_kind()
+    return [*kinds.get("unclip-h", []), *kinds.get("unclip-l", []), *kinds.get("unclip", [])]

@@ -1,0 +1,101 @@
+"""The CLI: writes K PNGs with infotext, lists every parameter in --help, refuses bad input with one line."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from sd_reimagine.schema import REIMAGINE
+
+from .conftest import noise_image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd=ROOT):
+    env = {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "sd_reimagine", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_variations_writes_pngs_with_infotext(tiny_models, tmp_path):
+    first, second = tmp_path / "a.png", tmp_path / "b.jpg"
+    noise_image(0).save(first)
+    noise_image(1).save(second)
+    result = cli(
+        "variations",
+        "--model",
+        tiny_models["tiny-unclip"],
+        "--image",
+        first,
+        "--image",
+        second,
+        "--weight",
+        "0.5",
+        "--n",
+        "2",
+        "--seed",
+        "7",
+        "--steps",
+        "2",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--prompt",
+        "a cat",
+        "--noise-level",
+        "100",
+        "--out",
+        tmp_path / "out",
+    )
+    assert result.returncode == 0, result.stderr
+    paths = [Path(line) for line in result.stdout.split()]
+    assert len(paths) == 2 and all(p.exists() for p in paths)
+    infotext = Image.open(paths[1]).info["parameters"]
+    assert infotext.startswith("a cat\n") and "Seed: 8" in infotext and "Reimagine noise level: 100" in infotext
+    assert "@0.6667" in infotext and "@0.3333" in infotext
+
+
+def test_help_lists_every_parameter_with_default_and_range():
+    result = cli("variations", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for param in REIMAGINE:
+        assert param.flag in text
+    assert "(default: 0; an integer from 0 to 999)" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--noise-level", "1000"], "noise_level='1000' is not allowed: an integer from 0 to 999"),
+        (["--width", "100"], "a multiple of 8"),
+        (["--weight", "-1"], "weight='-1' is not allowed"),
+        (["--sampler", "Warp"], "sampler='Warp' is not allowed"),
+    ],
+)
+def test_bad_input_exits_with_one_line(tmp_path, args, fragment):
+    image = tmp_path / "a.png"
+    noise_image(0).save(image)
+    result = cli("variations", "--model", tmp_path, "--image", image, *args)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and fragment in result.stderr
+
+
+def test_missing_image_and_offline_model_are_clear(tmp_path):
+    result = cli("variations", "--image", tmp_path / "nope.png")
+    assert result.returncode == 2 and "cannot read" in result.stderr and "Traceback" not in result.stderr
+    image = tmp_path / "a.png"
+    noise_image(0).save(image)
+    result = cli("variations", "--image", image, "--model", "someone/not-cached-unclip")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "someone/not-cached-unclip" in result.stderr and "make-tiny-models" in result.stderr
