@@ -42,7 +42,8 @@ def write_infotext(prompt: str, negative_prompt: str, fields: Mapping[str, Any])
     lines = [prompt]
     if negative_prompt:
         lines.append(f"Negative prompt: {negative_prompt}")
-    lines.append(", ".join(f"{key}: {quote(value)}" for key, value in fields.items() if value is not None))
+    # Empty values are left out, as the WebUI does: parsing gives the schema default ("") back.
+    lines.append(", ".join(f"{key}: {quote(value)}" for key, value in fields.items() if value not in (None, "")))
     return "\n".join(lines)
 
 
@@ -90,6 +91,8 @@ def group_values(group: ParamGroup, prompt: str, negative_prompt: str, fields: M
     for param in group:
         if param.infotext and param.infotext in fields:
             values[param.name] = fields[param.infotext]
+        elif param.infotext and param.default == "" and param.name not in values:
+            values[param.name] = ""  # written empty means left out (see write_infotext)
     return group.validate(values, partial=True)
 
 

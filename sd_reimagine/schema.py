@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -181,7 +182,9 @@ class ParamGroup:
                 continue
             help_text = f"{p.tooltip or p.label} (default: {p.default!r}; {p.allowed()})"
             if p.kind is bool:
-                parser.add_argument(p.flag, dest=p.name, default=None, action="store_true", help=help_text)
+                parser.add_argument(
+                    p.flag, dest=p.name, default=None, action=argparse.BooleanOptionalAction, help=help_text
+                )
             else:
                 parser.add_argument(p.flag, dest=p.name, default=None, metavar=p.name.upper(), help=help_text)
 

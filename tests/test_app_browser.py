@@ -34,7 +34,12 @@ def app_url(tiny_models, tmp_path_factory):
     from sd_reimagine.standalone.session import Session
 
     session = Session(device="cpu", out_dir=tmp_path_factory.mktemp("app-out"))
-    demo = build_app(session, model=str(tiny_models["tiny-unclip"]))
+    demo = build_app(
+        session,
+        str(tiny_models["tiny-unclip"]),
+        str(tiny_models["tiny-sdxl-base"]),
+        str(tiny_models["tiny-sdxl-refiner"]),
+    )
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
     yield f"http://127.0.0.1:{port}"
@@ -89,6 +94,35 @@ def test_upload_generate_and_reimagine_this(page, tmp_path):
         timeout=90_000,
     )
     assert "Reimagine parent:" in page.input_value("#reimagine_infotext textarea")
+
+
+def test_refine_a_variation_with_the_sdxl_refiner(page):
+    page.click("button[role=tab]:has-text('SDXL')")  # the refiner settings live in the SDXL tab
+    set_number(page, "sdxl_refiner_refine_strength", 0.5)
+    set_number(page, "sdxl_refiner_refiner_steps", 4)
+    page.click("button[role=tab]:has-text('Reimagine')")
+    before = page.locator("#reimagine_gallery img").count()
+    page.click("#reimagine_refine")
+    page.wait_for_function(
+        "document.querySelector('#reimagine_infotext textarea').value.includes('Post-refiner strength: 0.5')",
+        timeout=90_000,
+    )
+    assert page.locator("#reimagine_gallery img").count() >= before
+    assert "Reimagine generation" in page.input_value("#reimagine_infotext textarea")  # the source's infotext kept
+
+
+def test_sdxl_tab_base_and_refiner(page):
+    page.click("button[role=tab]:has-text('SDXL')")
+    for elem_id, value in [("sdxl_width", 64), ("sdxl_height", 64), ("sdxl_steps", 4)]:
+        set_number(page, elem_id, value)
+    page.locator("#sdxl_refiner_enabled input").check()
+    page.click("#sdxl_generate")
+    page.wait_for_function(
+        "document.querySelector('#sdxl_infotext textarea').value.includes('Post-refiner mode: handoff')",
+        timeout=90_000,
+    )
+    assert page.locator("#sdxl_gallery img").count() >= 2  # refined + kept base
+    page.click("button[role=tab]:has-text('Reimagine')")
 
 
 def test_bad_value_shows_a_readable_error_and_the_app_keeps_running(page):

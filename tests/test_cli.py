@@ -99,3 +99,69 @@ def test_missing_image_and_offline_model_are_clear(tmp_path):
     result = cli("variations", "--image", image, "--model", "someone/not-cached-unclip")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "someone/not-cached-unclip" in result.stderr and "make-tiny-models" in result.stderr
+
+
+def test_sdxl_with_refiner_and_refine_command(tiny_models, tmp_path):
+    result = cli(
+        "sdxl",
+        "--base",
+        tiny_models["tiny-sdxl-base"],
+        "--refiner",
+        tiny_models["tiny-sdxl-refiner"],
+        "--refiner-mode",
+        "refine",
+        "--refine-strength",
+        "0.5",
+        "--refiner-steps",
+        "4",
+        "--prompt",
+        "a boat",
+        "--seed",
+        "3",
+        "--steps",
+        "3",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--out",
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    final, base = [Path(line) for line in result.stdout.split()]
+    assert base.name.endswith("-3-base.png")
+    assert "Post-refiner mode: refine" in Image.open(final).info["parameters"]
+    result = cli(
+        "refine",
+        "--refiner",
+        tiny_models["tiny-sdxl-refiner"],
+        "--image",
+        final,
+        "--refine-strength",
+        "0.5",
+        "--refiner-steps",
+        "4",
+        "--seed",
+        "1",
+        "--out",
+        tmp_path,
+        "--no-keep-base",
+    )
+    assert result.returncode == 0, result.stderr
+    refined = Image.open(result.stdout.split()[0]).info["parameters"]
+    assert refined.startswith("a boat") and "Post-refiner steps: 4" in refined
+
+
+def test_sdxl_bad_switch_point_is_one_line(tiny_models, tmp_path):
+    result = cli(
+        "sdxl",
+        "--base",
+        tiny_models["tiny-sdxl-base"],
+        "--refiner",
+        tiny_models["tiny-sdxl-refiner"],
+        "--switch-at",
+        "1.5",
+        "--out",
+        tmp_path,
+    )
+    assert result.returncode == 2 and "switch_at='1.5' is not allowed: a number from 0.01 to 0.99" in result.stderr

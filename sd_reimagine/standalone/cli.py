@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ReimagineError
 from ..mixing import REFERENCE_WEIGHT
-from ..schema import REIMAGINE
+from ..schema import REFINER, REIMAGINE, SDXL, SEED
 
 EXIT_USAGE = 2
 
@@ -59,10 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
     REIMAGINE.add_cli_arguments(variations)
     variations.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
 
+    sdxl = commands.add_parser("sdxl", help="SDXL base, optionally followed by the SDXL refiner")
+    SDXL.add_cli_arguments(sdxl)
+    REFINER.add_cli_arguments(sdxl, skip=("enabled", "refiner"))
+    sdxl.add_argument("--refiner", default=None, help="SDXL refiner (enables the refiner; id, folder or file)")
+    sdxl.add_argument("--out", type=Path, default=Path("outputs"))
+
+    refine = commands.add_parser("refine", help="refine an existing image with the SDXL refiner (img2img)")
+    refine.add_argument("--image", required=True, type=Path, help="image to refine (PNG/JPEG/WebP)")
+    refine.add_argument("--seed", default="-1", help="seed (default -1: random)")
+    REFINER.add_cli_arguments(refine, skip=("enabled", "refiner_mode", "switch_at", "keep_base"))
+    refine.add_argument("--out", type=Path, default=Path("outputs"))
+
     serve = commands.add_parser("serve", help="start the Gradio app")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=7860)
     serve.add_argument("--model", default=None, help="default unCLIP model shown in the app")
+    serve.add_argument("--base", default=None, help="default SDXL base model shown in the app")
+    serve.add_argument("--refiner", default=None, help="default SDXL refiner model shown in the app")
     serve.add_argument("--out", type=Path, default=Path("outputs"))
 
     tiny = commands.add_parser("make-tiny-models", help="write tiny random-weight models (no download)")
@@ -103,10 +117,38 @@ def run_variations(args) -> int:
     return 0
 
 
+def run_sdxl(args) -> int:
+    from .session import Session
+
+    values = SDXL.values_from_cli(args)
+    refiner_given = {"enabled": args.refiner is not None, "refiner": args.refiner or REFINER["refiner"].default}
+    refiner_values = {**REFINER.values_from_cli(args), **refiner_given}
+    session = Session(device=args.device, out_dir=args.out)
+    with _progress_bar(values["steps"] * values["n"]) as progress:
+        job, paths = session.sdxl(values, refiner_values, progress=progress)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def run_refine(args) -> int:
+    from ..images import open_image
+    from .session import Session
+
+    refiner_values = REFINER.values_from_cli(args)
+    seed = SEED.coerce(args.seed)
+    session = Session(device=args.device, out_dir=args.out)
+    with _progress_bar(refiner_values["refiner_steps"]) as progress:
+        job, paths = session.refine(open_image(args.image, name=str(args.image)), refiner_values, seed, progress)
+    for path in paths:
+        print(path)
+    return 0
+
+
 def run_serve(args) -> int:
     from .app import serve
 
-    serve(host=args.host, port=args.port, model=args.model, out_dir=args.out, device=args.device)
+    serve(args.host, args.port, args.model, args.out, args.device, args.base, args.refiner)
     return 0
 
 
@@ -147,4 +189,10 @@ class _progress_bar:
             self.bar.close()
 
 
-COMMANDS = {"variations": run_variations, "serve": run_serve, "make-tiny-models": run_make_tiny_models}
+COMMANDS = {
+    "sdxl": run_sdxl,
+    "refine": run_refine,
+    "variations": run_variations,
+    "serve": run_serve,
+    "make-tiny-models": run_make_tiny_models,
+}

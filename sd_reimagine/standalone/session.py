@@ -8,7 +8,7 @@ from typing import Any
 
 from ..images import InputImage
 from ..mixing import Reference
-from ..schema import REIMAGINE
+from ..schema import REFINER, REIMAGINE, SDXL
 from .models import PipelineCache, default_device, load_pipeline, model_name
 from .output import save_png
 from .unclip import UnclipVariations, VariationJob
@@ -24,6 +24,7 @@ class Session:
         self.out_dir = Path(out_dir) if out_dir else Path("outputs")
         self.max_batch = max_batch
         self._pipelines = PipelineCache(capacity=3)
+        _quiet_library_warnings()
 
     def _dtype(self):
         import torch
@@ -55,8 +56,49 @@ class Session:
         runner = self.unclip(values["model"])
         references = [Reference(image, weight) for image, weight in images]
         job = runner(references, values, progress=progress, should_stop=should_stop)
-        paths = []
-        if save:
-            folder = self.out_dir / "reimagine"
-            paths = [save_png(g.image, g.infotext, folder, g.seed) for g in job.images]
+        paths = [save_png(g.image, g.infotext, self.out_dir / "reimagine", g.seed) for g in job.images] if save else []
         return job, paths
+
+    def relay(self, base: str | None, refiner: str | None):
+        """An SDXL base + refiner relay (refiner sharing the base's text encoder 2 and VAE when identical)."""
+        from .sdxl import load_sdxl_relay
+
+        def load():
+            return load_sdxl_relay(base, refiner, dtype=self._dtype(), device=self.device, max_batch=self.max_batch)
+
+        return self._pipelines.get(("sdxl", base, refiner, self.device), load)
+
+    def sdxl(
+        self,
+        values: dict[str, Any],
+        refiner_values: dict[str, Any],
+        progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ):
+        """Run SDXL base (+ refiner) and save final images, each followed by its kept base image."""
+        values, refiner_values = SDXL.validate(values), REFINER.validate(refiner_values)
+        refiner = refiner_values["refiner"] if refiner_values["enabled"] else None
+        job = self.relay(values["base"], refiner).run(values, refiner_values, progress, should_stop)
+        return job, self._save(job.all_images(), "sdxl")
+
+    def refine(self, image: InputImage, refiner_values: dict[str, Any], seed: int = -1, progress=None):
+        """Refine an existing image with the SDXL refiner (pixel bridge through the refiner's VAE)."""
+        refiner_values = REFINER.validate({**refiner_values, "enabled": True, "refiner_mode": "refine"})
+        relay = self.relay(None, refiner_values["refiner"])
+        prompt = refiner_values["refiner_prompt"] or None
+        negative = refiner_values["refiner_negative_prompt"] or None
+        job = relay.refine_image(
+            image, refiner_values, seed, prompt=prompt, negative_prompt=negative, progress=progress
+        )
+        return job, self._save(job.all_images(), "refined")
+
+    def _save(self, images, folder: str) -> list[Path]:
+        target = self.out_dir / folder
+        return [save_png(g.image, g.infotext, target, g.seed, "" if g.label == "final" else g.label) for g in images]
+
+
+def _quiet_library_warnings() -> None:
+    """transformers warns about optional torchvision on every processor; the PIL path it falls back to is fine."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
