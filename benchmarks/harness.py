@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 # size name -> (tiny.py scale, image side in pixels, sampling steps)
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"scale": 1, "side": 64, "steps": 8},

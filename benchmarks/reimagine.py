@@ -15,7 +15,14 @@ SEED = 1234
 
 def job_values(size: str, n: int) -> dict[str, Any]:
     spec = SIZES[size]
-    return {"n": n, "seed": SEED, "steps": spec["steps"], "cfg_scale": CFG, "width": spec["side"], "height": spec["side"]}
+    return {
+        "n": n,
+        "seed": SEED,
+        "steps": spec["steps"],
+        "cfg_scale": CFG,
+        "width": spec["side"],
+        "height": spec["side"],
+    }
 
 
 def _reference_call(pipe, image, values: dict[str, Any]):

@@ -91,7 +91,11 @@ def bench_sdxl(size: str, settings: Settings, pair=None) -> list[dict[str, Any]]
     def refine_reference():
         latents = base_latents()
         return refiner(
-            image=latents, strength=STRENGTH, num_inference_steps=steps, generator=_gen(), output_type="np",
+            image=latents,
+            strength=STRENGTH,
+            num_inference_steps=steps,
+            generator=_gen(),
+            output_type="np",
             **refiner_common,
         ).images
 
@@ -99,13 +103,22 @@ def bench_sdxl(size: str, settings: Settings, pair=None) -> list[dict[str, Any]]
 
     def refine_image_ours():
         return refine_image(
-            refiner, image, _refiner_values("refine", steps), seed=SEED, prompt=PROMPT, negative_prompt="",
+            refiner,
+            image,
+            _refiner_values("refine", steps),
+            seed=SEED,
+            prompt=PROMPT,
+            negative_prompt="",
             output_type="np",
         )
 
     def refine_image_reference():
         return refiner(
-            image=image.image, strength=STRENGTH, num_inference_steps=steps, generator=_gen(), output_type="np",
+            image=image.image,
+            strength=STRENGTH,
+            num_inference_steps=steps,
+            generator=_gen(),
+            output_type="np",
             **refiner_common,
         ).images
 
@@ -115,14 +128,25 @@ def bench_sdxl(size: str, settings: Settings, pair=None) -> list[dict[str, Any]]
         mine, theirs = alternate(handoff_ours, handoff_reference, settings, timer)
         rows.append(
             row(
-                "3 SDXL", size, f"handoff job (switch {SWITCH_AT})", mine, theirs,
-                "base(denoising_end, latent) + refiner(denoising_start)", target=target, overhead=True,
+                "3 SDXL",
+                size,
+                f"handoff job (switch {SWITCH_AT})",
+                mine,
+                theirs,
+                "base(denoising_end, latent) + refiner(denoising_start)",
+                target=target,
+                overhead=True,
             )
         )
         latent_runs, pixel_runs = alternate(handoff_reference, handoff_pixels, settings)
         r = row(
-            "3 SDXL", size, "latent hand-off vs pixel round trip", latent_runs, pixel_runs,
-            "same calls + VAE decode/encode between base and refiner", target="ratio < 1.0",
+            "3 SDXL",
+            size,
+            "latent hand-off vs pixel round trip",
+            latent_runs,
+            pixel_runs,
+            "same calls + VAE decode/encode between base and refiner",
+            target="ratio < 1.0",
         )
         saving = r["reference"]["median"] - r["ours"]["median"]
         r["note"] = f"saving {saving * 1000:.1f} ms per image (median)"
@@ -131,15 +155,27 @@ def bench_sdxl(size: str, settings: Settings, pair=None) -> list[dict[str, Any]]
         mine, theirs = alternate(refine_ours, refine_reference, settings, timer)
         rows.append(
             row(
-                "3 SDXL", size, f"refine job (strength {STRENGTH})", mine, theirs,
-                "base(latent) + refiner img2img(strength)", target=target, overhead=True,
+                "3 SDXL",
+                size,
+                f"refine job (strength {STRENGTH})",
+                mine,
+                theirs,
+                "base(latent) + refiner img2img(strength)",
+                target=target,
+                overhead=True,
             )
         )
         mine, theirs = alternate(refine_image_ours, refine_image_reference, settings, timer)
         rows.append(
             row(
-                "3 SDXL", size, "refine_image (existing picture)", mine, theirs,
-                "refiner img2img(image=PIL, strength)", target=target, overhead=True,
+                "3 SDXL",
+                size,
+                "refine_image (existing picture)",
+                mine,
+                theirs,
+                "refiner img2img(image=PIL, strength)",
+                target=target,
+                overhead=True,
             )
         )
     finally:

@@ -145,7 +145,6 @@ def test_sdxl_with_refiner_and_refine_command(tiny_models, tmp_path):
         "1",
         "--out",
         tmp_path,
-        "--no-keep-base",
     )
     assert result.returncode == 0, result.stderr
     refined = Image.open(result.stdout.split()[0]).info["parameters"]
