@@ -213,280 +213,128 @@ def _json_property(p: Param) -> dict[str, Any]:
     return prop
 
 
-# --- parameters shared by every job ------------------------------------------------------------------------------
-
-PROMPT = Param("prompt", str, "", "Prompt", "Optional text that steers the variations.", multiline=True)
-NEGATIVE_PROMPT = Param(
-    "negative_prompt", str, "", "Negative prompt", "What the images should not show.", multiline=True
-)
-SEED = Param(
-    "seed", int, -1, "Seed", "-1 picks a random seed; image i of a job uses seed + i.", -1, MAX_SEED, 1, infotext="Seed"
-)
-STEPS = Param("steps", int, 20, "Sampling steps", "", 1, 150, 1, infotext="Steps", xyz=False)
-CFG_SCALE = Param(
-    "cfg_scale", float, 7.0, "CFG scale", "Classifier-free guidance scale.", 1.0, 30.0, 0.5, infotext="CFG scale"
-)
-SAMPLER = Param(
-    "sampler",
-    str,
-    DEFAULT_SAMPLER,
-    "Sampling method",
-    "WebUI sampler name; 'Default' runs the model's own scheduler.",
-    choices=(
-        DEFAULT_SAMPLER,
-        "Euler a",
-        "Euler",
-        "DPM++ 2M",
-        "DPM++ 2M SDE",
-        "DDIM",
-        "UniPC",
-        "Heun",
-        "LMS",
-        "DPM2",
-        "DPM2 a",
-    ),
-    infotext="Sampler",
-)
-SCHEDULE_TYPE = Param(
-    "schedule_type",
-    str,
-    "Automatic",
-    "Schedule type",
-    "Noise schedule of the sampler.",
-    choices=SCHEDULE_TYPES,
-    infotext="Schedule type",
-)
-N = Param("n", int, 1, "Variations", "How many images one job makes.", 1, 16, 1)
+# --- declaration helpers: one line per parameter ---------------------------------------------------------------
 
 
-def _size(name: str, default: int, label: str) -> Param:
-    return Param(name, int, default, label, "Pixels; a multiple of 8.", 64, 2048, 8, multiple_of=8)
+def number(name: str, kind: type, default, label: str, tooltip: str, minimum, maximum, step, **more) -> Param:
+    return Param(name, kind, default, label, tooltip, minimum=minimum, maximum=maximum, step=step, **more)
 
 
-# --- Reimagine (Stable unCLIP variations) ------------------------------------------------------------------------
+def text(name: str, label: str, tooltip: str = "", default: str = "", **more) -> Param:
+    return Param(name, str, default, label, tooltip, **more)
+
+
+def choice(name: str, default: str, label: str, tooltip: str, choices, **more) -> Param:
+    return Param(name, str, default, label, tooltip, choices=tuple(choices), **more)
+
+
+def size(name: str, default: int, label: str) -> Param:
+    return number(name, int, default, label, "Pixels; a multiple of 8.", 64, 2048, 8, multiple_of=8)
+
+
+# The declarations below are kept one call per parameter, aligned by hand: the formatter would spread each over
+# ten lines of bare positional values.
+# fmt: off
+
+# --- parameters shared by every job ----------------------------------------------------------------------------
+
+SAMPLER_NAMES = ("Euler a", "Euler", "DPM++ 2M", "DPM++ 2M SDE", "DDIM", "UniPC", "Heun", "LMS", "DPM2", "DPM2 a")
+
+PROMPT = text("prompt", "Prompt", "Optional text that steers the images.", multiline=True)
+NEGATIVE_PROMPT = text("negative_prompt", "Negative prompt", "What the images should not show.", multiline=True)
+SEED = number("seed", int, -1, "Seed", "-1 picks a random seed; image i of a job uses seed + i.", -1, MAX_SEED, 1,
+              infotext="Seed")
+STEPS = number("steps", int, 20, "Sampling steps", "", 1, 150, 1, infotext="Steps")
+CFG_SCALE = number("cfg_scale", float, 7.0, "CFG scale", "Classifier-free guidance scale.", 1.0, 30.0, 0.5,
+                   infotext="CFG scale")
+SAMPLER = choice("sampler", DEFAULT_SAMPLER, "Sampling method",
+                 "WebUI sampler name; 'Default' runs the model's own scheduler.", (DEFAULT_SAMPLER, *SAMPLER_NAMES),
+                 infotext="Sampler")
+SCHEDULE_TYPE = choice("schedule_type", "Automatic", "Schedule type", "Noise schedule of the sampler.",
+                       SCHEDULE_TYPES, infotext="Schedule type")
+N = number("n", int, 1, "Variations", "How many images one job makes.", 1, 16, 1)
+
+# --- Reimagine (Stable unCLIP variations) ----------------------------------------------------------------------
 
 UNCLIP_H = "stabilityai/stable-diffusion-2-1-unclip"
 UNCLIP_L = "stabilityai/stable-diffusion-2-1-unclip-small"
 
-REIMAGINE = ParamGroup(
-    "Reimagine",
-    (
-        Param(
-            "model",
-            str,
-            UNCLIP_H,
-            "unCLIP model",
-            "Hugging Face id, diffusers folder or checkpoint file.",
-            infotext="Model",
-        ),
-        PROMPT,
-        NEGATIVE_PROMPT,
-        Param(
-            "noise_level",
-            int,
-            0,
-            "Noise level",
-            "Noise added to the image embedding (0 = none, up to 999): higher wanders further from the references.",
-            0,
-            999,
-            1,
-            infotext="Reimagine noise level",
-            xyz=True,
-        ),
-        Param(
-            "image_text_mix",
-            float,
-            0.0,
-            "Image/text mix",
-            "0 = the image embedding at full strength (plain Stable unCLIP); 1 = image embedding zeroed, prompt alone.",
-            0.0,
-            1.0,
-            0.05,
-            infotext="Reimagine image/text mix",
-            xyz=True,
-        ),
-        Param(
-            "structure_strength",
-            float,
-            0.0,
-            "Structure strength",
-            "0 = start from pure noise; above 0 keep the layout of the first reference (img2img at denoise 1 - this).",
-            0.0,
-            0.95,
-            0.05,
-            infotext="Reimagine structure strength",
-            xyz=True,
-        ),
-        N,
-        SEED,
-        STEPS,
-        CFG_SCALE,
-        SAMPLER,
-        SCHEDULE_TYPE,
-        _size("width", 768, "Width"),
-        _size("height", 768, "Height"),
-    ),
-)
+REIMAGINE = ParamGroup("Reimagine", (
+    text("model", "unCLIP model", "Hugging Face id, diffusers folder or checkpoint file.", UNCLIP_H, infotext="Model"),
+    PROMPT,
+    NEGATIVE_PROMPT,
+    number("noise_level", int, 0, "Noise level",
+           "Noise added to the image embedding (0 = none, up to 999): higher wanders further from the references.",
+           0, 999, 1, infotext="Reimagine noise level", xyz=True),
+    number("image_text_mix", float, 0.0, "Image/text mix",
+           "0 = the image embedding at full strength (plain Stable unCLIP); 1 = image embedding zeroed, prompt alone.",
+           0.0, 1.0, 0.05, infotext="Reimagine image/text mix", xyz=True),
+    number("structure_strength", float, 0.0, "Structure strength",
+           "0 = start from pure noise; above 0 keep the layout of the first reference (img2img at denoise 1 - this).",
+           0.0, 0.95, 0.05, infotext="Reimagine structure strength", xyz=True),
+    N,
+    SEED,
+    STEPS,
+    CFG_SCALE,
+    SAMPLER,
+    SCHEDULE_TYPE,
+    size("width", 768, "Width"),
+    size("height", 768, "Height"),
+))
 
-# --- SDXL base and refiner ---------------------------------------------------------------------------------------
+# --- SDXL base and refiner -------------------------------------------------------------------------------------
 
 SDXL_BASE = "stabilityai/stable-diffusion-xl-base-1.0"
 SDXL_REFINER = "stabilityai/stable-diffusion-xl-refiner-1.0"
 REFINER_MODES = ("handoff", "refine")
 
+REFINER = ParamGroup("Post-refiner", (
+    Param("enabled", bool, False, "SDXL Refiner post-step"),
+    text("refiner", "Refiner model", "SDXL refiner: Hugging Face id, folder, file or WebUI checkpoint.", SDXL_REFINER,
+         infotext="Post-refiner", xyz=True),
+    choice("refiner_mode", "handoff", "Mode",
+           "handoff: the base stops at the switch point and the refiner finishes the same schedule; "
+           "refine: the base finishes and the refiner runs img2img on its latents.", REFINER_MODES,
+           infotext="Post-refiner mode"),
+    number("switch_at", float, 0.8, "Switch at",
+           "Handoff point on the noise schedule: 0.8 gives the refiner the last 200 of 1000 training timesteps.",
+           0.01, 0.99, 0.01, infotext="Post-refiner switch at", xyz=True),
+    number("refine_strength", float, 0.3, "Refine strength", "img2img denoising strength of the refine mode.",
+           0.01, 1.0, 0.01, infotext="Post-refiner strength", xyz=True),
+    number("refiner_steps", int, 20, "Refiner steps",
+           "Refine mode: steps of the refiner's schedule (about strength x steps run).", 1, 150, 1,
+           infotext="Post-refiner steps", xyz=True),
+    text("refiner_prompt", "Refiner prompt", "Empty = the base prompt.", infotext="Post-refiner prompt",
+         multiline=True),
+    text("refiner_negative_prompt", "Refiner negative prompt", "Empty = the base negative prompt.",
+         infotext="Post-refiner negative prompt", multiline=True),
+    number("refiner_cfg_scale", float, 7.0, "Refiner CFG scale", "", 1.0, 30.0, 0.5,
+           infotext="Post-refiner CFG scale"),
+    choice("refiner_sampler", "", "Refiner sampler", "Empty = the base's sampler.", ("", *SAMPLER.choices),
+           infotext="Post-refiner sampler"),
+    choice("refiner_schedule_type", "", "Refiner schedule type", "Empty = the base's.", ("", *SCHEDULE_TYPES),
+           infotext="Post-refiner schedule type"),
+    number("aesthetic_score", float, 6.0, "Aesthetic score", "Refiner conditioning for the positive prompt.",
+           0.0, 10.0, 0.5, infotext="Post-refiner aesthetic score", xyz=True),
+    number("negative_aesthetic_score", float, 2.5, "Negative aesthetic score",
+           "Refiner conditioning for the negative prompt.", 0.0, 10.0, 0.5,
+           infotext="Post-refiner negative aesthetic score"),
+    Param("keep_base", bool, True, "Keep the base image", "Save the base image beside the refined one.",
+          infotext="Post-refiner keep base"),
+))
 
-REFINER = ParamGroup(
-    "Post-refiner",
-    (
-        Param("enabled", bool, False, "SDXL Refiner post-step", infotext=None),
-        Param(
-            "refiner",
-            str,
-            SDXL_REFINER,
-            "Refiner model",
-            "SDXL refiner: Hugging Face id, folder, file or WebUI checkpoint.",
-            infotext="Post-refiner",
-            xyz=True,
-        ),
-        Param(
-            "refiner_mode",
-            str,
-            "handoff",
-            "Mode",
-            "handoff: the base stops at the switch point and the refiner finishes the same schedule; "
-            "refine: the base finishes and the refiner runs img2img on its latents.",
-            choices=REFINER_MODES,
-            infotext="Post-refiner mode",
-        ),
-        Param(
-            "switch_at",
-            float,
-            0.8,
-            "Switch at",
-            "Handoff point on the noise schedule: 0.8 gives the refiner the last 200 of 1000 training timesteps.",
-            0.01,
-            0.99,
-            0.01,
-            infotext="Post-refiner switch at",
-            xyz=True,
-        ),
-        Param(
-            "refine_strength",
-            float,
-            0.3,
-            "Refine strength",
-            "img2img denoising strength of the refine mode.",
-            0.01,
-            1.0,
-            0.01,
-            infotext="Post-refiner strength",
-            xyz=True,
-        ),
-        Param(
-            "refiner_steps",
-            int,
-            20,
-            "Refiner steps",
-            "Refine mode: steps of the refiner's schedule (about strength x steps run).",
-            1,
-            150,
-            1,
-            infotext="Post-refiner steps",
-            xyz=True,
-        ),
-        Param(
-            "refiner_prompt",
-            str,
-            "",
-            "Refiner prompt",
-            "Empty = the base prompt.",
-            infotext="Post-refiner prompt",
-            multiline=True,
-        ),
-        Param(
-            "refiner_negative_prompt",
-            str,
-            "",
-            "Refiner negative prompt",
-            "Empty = the base negative prompt.",
-            infotext="Post-refiner negative prompt",
-            multiline=True,
-        ),
-        Param(
-            "refiner_cfg_scale", float, 7.0, "Refiner CFG scale", "", 1.0, 30.0, 0.5, infotext="Post-refiner CFG scale"
-        ),
-        Param(
-            "refiner_sampler",
-            str,
-            "",
-            "Refiner sampler",
-            "Empty = the base's sampler.",
-            choices=("",) + SAMPLER.choices,
-            infotext="Post-refiner sampler",
-        ),
-        Param(
-            "refiner_schedule_type",
-            str,
-            "",
-            "Refiner schedule type",
-            "Empty = the base's.",
-            choices=("",) + SCHEDULE_TYPES,
-            infotext="Post-refiner schedule type",
-        ),
-        Param(
-            "aesthetic_score",
-            float,
-            6.0,
-            "Aesthetic score",
-            "Refiner conditioning for the positive prompt.",
-            0.0,
-            10.0,
-            0.5,
-            infotext="Post-refiner aesthetic score",
-            xyz=True,
-        ),
-        Param(
-            "negative_aesthetic_score",
-            float,
-            2.5,
-            "Negative aesthetic score",
-            "Refiner conditioning for the negative prompt.",
-            0.0,
-            10.0,
-            0.5,
-            infotext="Post-refiner negative aesthetic score",
-        ),
-        Param(
-            "keep_base",
-            bool,
-            True,
-            "Keep the base image",
-            "Save the base image beside the refined one.",
-            infotext="Post-refiner keep base",
-        ),
-    ),
-)
+SDXL = ParamGroup("SDXL", (
+    text("base", "Base model", "SDXL base: Hugging Face id, folder or checkpoint file.", SDXL_BASE, infotext="Model"),
+    PROMPT,
+    NEGATIVE_PROMPT,
+    N,
+    SEED,
+    STEPS,
+    CFG_SCALE,
+    SAMPLER,
+    SCHEDULE_TYPE,
+    size("width", 1024, "Width"),
+    size("height", 1024, "Height"),
+))
 
-SDXL = ParamGroup(
-    "SDXL",
-    (
-        Param(
-            "base",
-            str,
-            SDXL_BASE,
-            "Base model",
-            "SDXL base: Hugging Face id, folder or checkpoint file.",
-            infotext="Model",
-        ),
-        PROMPT,
-        NEGATIVE_PROMPT,
-        N,
-        SEED,
-        STEPS,
-        CFG_SCALE,
-        SAMPLER,
-        SCHEDULE_TYPE,
-        _size("width", 1024, "Width"),
-        _size("height", 1024, "Height"),
-    ),
-)
+# fmt: on
