@@ -152,6 +152,8 @@ def row(
         ratios = [s.total / s.model for s in ours if s.model > 0]
         result["overhead"] = statistics.median(ratios) if ratios else None
         result["overhead_model_s"] = statistics.median([s.model for s in ours])
+        theirs = [s.total / s.model for s in reference or [] if s.model > 0]
+        result["reference_overhead"] = statistics.median(theirs) if theirs else None
     return result
 
 

@@ -1,4 +1,9 @@
-"""Item 5: peak RSS per mode (a fresh subprocess each, since ru_maxrss never decreases) and RSS growth over jobs."""
+"""Item 5: peak RSS per mode (a fresh subprocess each, since the peak never decreases) and RSS growth over jobs.
+
+The peak is VmHWM of /proc/self/status (the high-water mark of this process's own memory map). getrusage's
+ru_maxrss is kept in the JSON too, but on Linux it is inherited across fork + execve, so a child started by a
+parent that already holds the medium models would report the parent's peak.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,25 @@ from typing import Any
 MODES = ("reimagine", "sdxl-handoff", "sdxl-refine")
 
 
-def current_rss_mb() -> float:
+def _status_mb(field: str) -> float:
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def current_rss_mb() -> float:
+    return _status_mb("VmRSS")
+
+
 def peak_rss_mb() -> float:
+    """Peak RSS of this process (VmHWM); ru_maxrss where /proc is missing."""
+    peak = _status_mb("VmHWM")
+    return peak if peak == peak else ru_maxrss_mb()
+
+
+def ru_maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -46,7 +61,12 @@ def _child(mode: str, size: str, jobs: int, threads: int) -> dict[str, Any]:
                 runner(refs, values, output_type="np")
                 if i == 0 or i == jobs - 1:
                     after[i + 1] = current_rss_mb()
-            return {"loaded_rss_mb": loaded, "rss_after_mb": after, "peak_rss_mb": peak_rss_mb()}
+            return {
+                "loaded_rss_mb": loaded,
+                "rss_after_mb": after,
+                "peak_rss_mb": peak_rss_mb(),
+                "ru_maxrss_mb": ru_maxrss_mb(),
+            }
         from sd_reimagine.standalone.sdxl import SdxlRelay
 
         from .sdxl import _refiner_values, _values
@@ -55,7 +75,7 @@ def _child(mode: str, size: str, jobs: int, threads: int) -> dict[str, Any]:
         loaded = current_rss_mb()
         values = {**_values(size), "n": 4}
         relay.run(values, _refiner_values(mode.split("-")[1], values["steps"]), output_type="np")
-        return {"loaded_rss_mb": loaded, "peak_rss_mb": peak_rss_mb()}
+        return {"loaded_rss_mb": loaded, "peak_rss_mb": peak_rss_mb(), "ru_maxrss_mb": ru_maxrss_mb()}
 
 
 def _spawn(mode: str, size: str, jobs: int, threads: int) -> dict[str, Any]:
@@ -64,7 +84,9 @@ def _spawn(mode: str, size: str, jobs: int, threads: int) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _row(size: str, name: str, value: float, reference_name: str, reference, target: str, note: str) -> dict:
+def _row(
+    size: str, name: str, value: float, reference_name: str, reference, target: str, note: str, **extra: Any
+) -> dict:
     one = {"median": value, "min": value, "max": value, "n": 1}
     ref = {"median": reference, "min": reference, "max": reference, "n": 1} if reference is not None else None
     return {
@@ -79,6 +101,7 @@ def _row(size: str, name: str, value: float, reference_name: str, reference, tar
         "overhead": None,
         "target": target,
         "note": note,
+        **extra,
     }
 
 
@@ -95,7 +118,8 @@ def bench_memory(size: str, growth_jobs: int, threads: int) -> list[dict[str, An
                 "RSS with models loaded, before the job",
                 result["loaded_rss_mb"],
                 "",
-                "fresh subprocess; CPU, both models resident (no offload on CPU)",
+                "fresh subprocess, VmHWM; CPU: both models resident (offload is CUDA-only)",
+                ru_maxrss_mb=result["ru_maxrss_mb"],
             )
         )
     if size == "tiny":

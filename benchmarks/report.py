@@ -69,6 +69,12 @@ def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _overhead(r: dict[str, Any]) -> str:
+    if r.get("reference_overhead") is None:
+        return _number(r["overhead"])
+    return f"{_number(r['overhead'])} (ref {_number(r['reference_overhead'])})"
+
+
 def table(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     lines = [
@@ -79,13 +85,13 @@ def table(doc: dict[str, Any]) -> str:
         f"Settings: {doc['settings']}",
         "",
         "| Item | Size | Measurement | Ours median (min–max) | Reference | Reference median (min–max) "
-        "| Ratio | Overhead | Target | Note |",
+        "| Ratio | Overhead ours (ref) | Target | Note |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["rows"]:
         lines.append(
             f"| {r['item']} | {r['size']} | {r['name']} | {_cell(r['ours'], r['unit'])} | {r['reference_name']} "
-            f"| {_cell(r['reference'], r['unit'])} | {_number(r['ratio'])} | {_number(r['overhead'])} "
+            f"| {_cell(r['reference'], r['unit'])} | {_number(r['ratio'])} | {_overhead(r)} "
             f"| {r['target']} | {r['note']} |"
         )
     return "\n".join(lines)

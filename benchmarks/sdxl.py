@@ -36,6 +36,7 @@ def _refiner_values(mode: str, steps: int) -> dict[str, Any]:
         "refine_strength": STRENGTH,
         "refiner_steps": steps,
         "refiner_cfg_scale": CFG,
+        "keep_base": False,  # the reference returns only the final image; keep_base would add a base VAE decode
     }
 
 

@@ -76,6 +76,7 @@ class UnclipVariations:
     def dtype(self) -> torch.dtype:
         return self.pipe.unet.dtype
 
+    @torch.no_grad()
     def __call__(
         self,
         references: Sequence[Reference],
@@ -198,9 +199,9 @@ class UnclipVariations:
                 progress(i + 1, len(timesteps))
         return latents, False
 
+    @torch.no_grad()
     def decode(self, latents: torch.Tensor, output_type: str = "pil") -> list:
-        with torch.no_grad():
-            pixels = self.pipe.vae.decode(latents / self.pipe.vae.config.scaling_factor, return_dict=False)[0]
+        pixels = self.pipe.vae.decode(latents / self.pipe.vae.config.scaling_factor, return_dict=False)[0]
         images = self.pipe.image_processor.postprocess(pixels, output_type=output_type)
         return list(images)
 

@@ -94,6 +94,7 @@ def swapped_model(name_or_info: Any) -> Iterator[Any]:
     info = resolve_checkpoint(name_or_info)
     previous = loaded_checkpoint()
     saved_option = shared.opts.data.get("sd_model_checkpoint")
+    saved_hash = shared.opts.data.get("sd_checkpoint_hash")  # a disk load writes it even in SkipWritingToConfig
     limit_warning()
     try:
         shared.opts.data["sd_model_checkpoint"] = info.title
@@ -106,6 +107,7 @@ def swapped_model(name_or_info: Any) -> Iterator[Any]:
             restore = _find(saved_option)
         if restore is not None:
             _load(restore, "restore")
+        shared.opts.data["sd_checkpoint_hash"] = saved_hash
 
 
 def _find(name: str):

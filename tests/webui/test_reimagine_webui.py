@@ -92,6 +92,14 @@ def assert_user_model_back(webui) -> None:
     assert webui.options()["sd_model_checkpoint"].startswith(USER_MODEL)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def user_state(webui):
+    """The user's own choice before these tests (other test modules may have changed it): tiny-sd15, no VAE."""
+    options = {"sd_model_checkpoint": f"{USER_MODEL}.safetensors", "sd_vae": "Automatic"}
+    assert webui.post("/sdapi/v1/options", json=options).status_code == 200
+    return webui
+
+
 @pytest.fixture(scope="module")
 def warm(webui):
     """One job first: the first image after a model load may differ by 1/255 from later identical ones."""
