@@ -324,36 +324,12 @@ def handoff_x0(job: RefinerJob, latents):
 
 @contextmanager
 def swapped_model_guard(job: RefinerJob):
-    """The refiner as shared.sd_model with its own VAE; the user's model, VAE state and checkpoint hash back after."""
+    """The refiner as shared.sd_model with its own VAE; swap.swapped_model puts the user's model and VAE back."""
     from modules import shared
 
-    saved_hash = shared.opts.data.get("sd_checkpoint_hash")
-    try:
-        with vae_state_kept(shared.sd_model), swap.swapped_model(job.info):
-            keep_own_vae(shared.sd_model)
-            yield shared.sd_model
-    finally:
-        shared.opts.data["sd_checkpoint_hash"] = saved_hash  # a disk load writes it even in SkipWritingToConfig
-
-
-@contextmanager
-def vae_state_kept(model):
-    """Put the WebUI's VAE bookkeeping of the user's model back after a swap.
-
-    The WebUI keeps one global VAE backup for all loaded models: swapping away and back with a VAE selected makes it
-    back up the selected VAE as the model's own, so the next job with 'Automatic' keeps the selected VAE. The
-    WebUI's built-in refiner shows the same leak; the post-step restores the state it found.
-    """
-    from modules import sd_vae, shared
-
-    saved = (sd_vae.base_vae, sd_vae.loaded_vae_file, sd_vae.checkpoint_info)
-    attributes = (getattr(model, "base_vae", None), getattr(model, "loaded_vae_file", None))
-    try:
-        yield
-    finally:
-        if shared.sd_model is model:
-            sd_vae.base_vae, sd_vae.loaded_vae_file, sd_vae.checkpoint_info = saved
-            model.base_vae, model.loaded_vae_file = attributes
+    with swap.swapped_model(job.info):
+        keep_own_vae(shared.sd_model)
+        yield shared.sd_model
 
 
 def own_vae(checkpoint_file: str) -> str | None:

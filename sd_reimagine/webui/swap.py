@@ -89,7 +89,7 @@ def swapped_model(name_or_info: Any) -> Iterator[Any]:
     The WebUI reloads `opts.sd_model_checkpoint` at the start of each batch, so the option is pinned in memory
     (never saved, no callbacks) to the swapped checkpoint for the block and put back in `finally`.
     """
-    from modules import shared
+    from modules import sd_models, shared
 
     info = resolve_checkpoint(name_or_info)
     previous = loaded_checkpoint()
@@ -97,17 +97,51 @@ def swapped_model(name_or_info: Any) -> Iterator[Any]:
     saved_hash = shared.opts.data.get("sd_checkpoint_hash")  # a disk load writes it even in SkipWritingToConfig
     limit_warning()
     try:
-        shared.opts.data["sd_model_checkpoint"] = info.title
-        _load(info, "swap")
-        yield info
+        with vae_state_kept(sd_models.model_data.sd_model):
+            shared.opts.data["sd_model_checkpoint"] = info.title
+            _load(info, "swap")
+            try:
+                yield info
+            finally:
+                _restore(previous, saved_option)
     finally:
         shared.opts.data["sd_model_checkpoint"] = saved_option
-        restore = previous
-        if restore is None and saved_option:
-            restore = _find(saved_option)
-        if restore is not None:
-            _load(restore, "restore")
         shared.opts.data["sd_checkpoint_hash"] = saved_hash
+
+
+def _restore(previous, saved_option) -> None:
+    """Load the user's model back: the one loaded before the swap, else the one their setting names."""
+    from modules import shared
+
+    shared.opts.data["sd_model_checkpoint"] = saved_option
+    restore = previous
+    if restore is None and saved_option:
+        restore = _find(saved_option)
+    if restore is not None:
+        _load(restore, "restore")
+
+
+@contextmanager
+def vae_state_kept(model) -> Iterator[None]:
+    """Put the WebUI's VAE bookkeeping of the user's model back after a swap away and back.
+
+    The WebUI keeps one global VAE backup for all loaded models: swapping away and back with a VAE selected makes it
+    back up the selected VAE as the model's own, so the next job with 'Automatic' keeps the selected VAE (the
+    WebUI's built-in refiner shows the same leak). Restores the state found, when the user's model is back.
+    """
+    from modules import sd_vae, shared
+
+    if model is None:
+        yield
+        return
+    saved = (sd_vae.base_vae, sd_vae.loaded_vae_file, sd_vae.checkpoint_info)
+    attributes = (getattr(model, "base_vae", None), getattr(model, "loaded_vae_file", None))
+    try:
+        yield
+    finally:
+        if shared.sd_model is model:
+            sd_vae.base_vae, sd_vae.loaded_vae_file, sd_vae.checkpoint_info = saved
+            model.base_vae, model.loaded_vae_file = attributes
 
 
 def _find(name: str):
