@@ -164,3 +164,12 @@ def test_sdxl_bad_switch_point_is_one_line(tiny_models, tmp_path):
         tmp_path,
     )
     assert result.returncode == 2 and "switch_at='1.5' is not allowed: a number from 0.01 to 0.99" in result.stderr
+
+
+def test_single_file_unclip_is_a_clear_error(tmp_path):
+    image, checkpoint = tmp_path / "a.png", tmp_path / "sd21-unclip-h.safetensors"
+    noise_image(0).save(image)
+    checkpoint.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    result = cli("variations", "--image", image, "--model", checkpoint)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "single-file StableUnCLIPImg2ImgPipeline" in result.stderr

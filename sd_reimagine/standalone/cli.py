@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     SDXL.add_cli_arguments(sdxl)
     REFINER.add_cli_arguments(sdxl, skip=("enabled", "refiner"))
     sdxl.add_argument("--refiner", default=None, help="SDXL refiner (enables the refiner; id, folder or file)")
+    sdxl.add_argument(
+        "--offload",
+        action="store_true",
+        help="keep only the running model on the GPU (CUDA + accelerate; no-op on CPU)",
+    )
     sdxl.add_argument("--out", type=Path, default=Path("outputs"))
 
     refine = commands.add_parser("refine", help="refine an existing image with the SDXL refiner (img2img)")
@@ -123,7 +128,7 @@ def run_sdxl(args) -> int:
     values = SDXL.values_from_cli(args)
     refiner_given = {"enabled": args.refiner is not None, "refiner": args.refiner or REFINER["refiner"].default}
     refiner_values = {**REFINER.values_from_cli(args), **refiner_given}
-    session = Session(device=args.device, out_dir=args.out)
+    session = Session(device=args.device, out_dir=args.out, offload=args.offload)
     with _progress_bar(values["steps"] * values["n"]) as progress:
         job, paths = session.sdxl(values, refiner_values, progress=progress)
     for path in paths:

@@ -46,6 +46,11 @@ def _load_pipeline(pipeline_class, spec: str, dtype: torch.dtype, **components: 
         if path.is_dir():
             return pipeline_class.from_pretrained(str(path), torch_dtype=dtype, **components)
         if path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES:
+            if not hasattr(pipeline_class, "from_single_file"):
+                raise ModelNotAvailableError(
+                    f"model {spec!r}: diffusers cannot read a single-file {pipeline_class.__name__} checkpoint; "
+                    "pass the Hugging Face id or a diffusers folder (the WebUI host loads such files directly)"
+                )
             # diffusers reads .ckpt with torch.load(weights_only=True): no arbitrary unpickling.
             return pipeline_class.from_single_file(str(path), torch_dtype=dtype, **components)
         if path.exists() or spec.startswith((".", "/", "~")) or path.suffix in SINGLE_FILE_SUFFIXES:

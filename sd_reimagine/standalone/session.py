@@ -17,12 +17,15 @@ from .unclip import UnclipVariations, VariationJob
 class Session:
     """Keeps pipelines loaded between jobs and runs Reimagine (and SDXL) jobs."""
 
-    def __init__(self, device: str | None = None, out_dir: Path | None = None, max_batch: int = 4):
+    def __init__(
+        self, device: str | None = None, out_dir: Path | None = None, max_batch: int = 4, offload: bool = False
+    ):
         auto_device, auto_dtype = default_device()
         self.device = device or auto_device
         self.dtype = auto_dtype if self.device == auto_device else None
         self.out_dir = Path(out_dir) if out_dir else Path("outputs")
         self.max_batch = max_batch
+        self.offload = offload
         self._pipelines = PipelineCache(capacity=3)
         _quiet_library_warnings()
 
@@ -64,7 +67,9 @@ class Session:
         from .sdxl import load_sdxl_relay
 
         def load():
-            return load_sdxl_relay(base, refiner, dtype=self._dtype(), device=self.device, max_batch=self.max_batch)
+            return load_sdxl_relay(
+                base, refiner, dtype=self._dtype(), device=self.device, offload=self.offload, max_batch=self.max_batch
+            )
 
         return self._pipelines.get(("sdxl", base, refiner, self.device), load)
 
