@@ -16,3 +16,18 @@ function submit_reimagine() {
     res[0] = id;
     return res;
 }
+
+// "Send to Reimagine" buttons (the WebUI's switch_to_<tabname> convention): show the Reimagine tab.
+function switch_to_reimagine() {
+    var tabs = gradioApp().querySelector('#tabs');
+    var items = Array.from(tabs.querySelectorAll(':scope > .tabitem'));
+    var buttons = Array.from(tabs.querySelectorAll(':scope > .tab-nav > button'));
+    var index = items.indexOf(gradioApp().getElementById('tab_reimagine'));
+    var button = buttons[index] || buttons.find(function(b) {
+        return b.textContent.trim() === 'Reimagine';
+    });
+    if (button) {
+        button.click();
+    }
+    return Array.from(arguments);
+}

@@ -1,14 +1,16 @@
-"""Registration glue for the Reimagine tab, its settings and its API routes (logic: sd_reimagine.webui)."""
+"""Registration glue: the Reimagine tab, settings, API routes and send-to buttons (logic: sd_reimagine.webui)."""
 
 from modules import script_callbacks
 
-from sd_reimagine.webui import settings
+from sd_reimagine.webui import send_to, settings
 from sd_reimagine.webui.api import register
 from sd_reimagine.webui.tab import build_tab
 
 
 def on_ui_tabs():
-    return [(build_tab(), "Reimagine", "reimagine")]
+    tab = build_tab()
+    send_to.register_bindings()
+    return [(tab, "Reimagine", "reimagine")]
 
 
 def on_app_started(demo, app):
@@ -18,3 +20,5 @@ def on_app_started(demo, app):
 script_callbacks.on_ui_tabs(on_ui_tabs)
 script_callbacks.on_ui_settings(settings.on_ui_settings)
 script_callbacks.on_app_started(on_app_started)
+script_callbacks.on_before_ui(send_to.reset)
+script_callbacks.on_after_component(send_to.on_after_component)
