@@ -8,6 +8,7 @@ import platform
 import sys
 from typing import Any
 
+WEBUI_ENV = "REIMAGINE_WEBUI_DIR"
 WEBUI_PLACEHOLDER = {
     "item": "4 WebUI",
     "size": "real",
@@ -19,7 +20,7 @@ WEBUI_PLACEHOLDER = {
     "ratio": None,
     "overhead": None,
     "target": "ratio <= 1.02",
-    "note": "not measured here: needs a configured WebUI, measured by others with tests/webui",
+    "note": f"needs a WebUI 1.10.1: set {WEBUI_ENV} to its root (as for tests/webui) and run --items webui",
 }
 
 
