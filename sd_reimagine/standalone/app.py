@@ -37,12 +37,13 @@ def build_app(session: Session, model: str | None = None, base: str | None = Non
             selected = gr.State(0)
             taken = gr.State(None)  # path of the result taken with "Reimagine this" (lineage)
 
-        def run(taken_path, *args):
+        def run(progress=gr.Progress(), taken_path=None, *args):  # noqa: B008 - gradio injects Progress by default
             try:
                 pairs, values = controls.split(args)
                 known = [open_image(Path(taken_path))] if taken_path else []
                 with lock:
-                    job, saved = session.variations(load_references(pairs, known), values)
+                    references = load_references(pairs, known)
+                    job, saved = session.variations(references, values, progress=_reporter(progress, "Sampling"))
             except ReimagineError as exc:
                 raise as_gradio_error(exc) from None
             items = [(str(p), f"seed {g.seed}") for p, g in zip(saved, job.images, strict=True)]
@@ -104,13 +105,13 @@ def sdxl_tab(
                 gallery = gr.Gallery(label="Images", elem_id="sdxl_gallery", columns=2)
                 infotext = gr.Textbox(label="Generation parameters", lines=4, elem_id="sdxl_infotext")
 
-    def run(*args):
+    def run(progress=gr.Progress(), *args):  # noqa: B008 - gradio injects Progress by default
         count = len(base_controls.params)
         values = dict(zip(base_controls.params, args[:count], strict=True))
         refiner_values = dict(zip(refiner_controls.params, args[count:], strict=True))
         try:
             with lock:
-                job, saved = session.sdxl(values, refiner_values)
+                job, saved = session.sdxl(values, refiner_values, progress=_reporter(progress, "Base + refiner"))
         except ReimagineError as exc:
             raise as_gradio_error(exc) from None
         items = [(str(p), f"{g.label} seed {g.seed}") for p, g in zip(saved, job.all_images(), strict=True)]
@@ -119,6 +120,15 @@ def sdxl_tab(
     inputs = [*base_controls.params.values(), *refiner_controls.params.values()]
     generate.click(run, inputs=inputs, outputs=[gallery, infotext])
     return base_controls, refiner_controls
+
+
+def _reporter(progress, label: str):
+    """progress(step, total) of a job -> the Gradio progress bar."""
+
+    def report(step: int, total: int) -> None:
+        progress((min(step, total), total), desc=label)
+
+    return report
 
 
 def _infotext_of(saved: list[str], index: int) -> str:
