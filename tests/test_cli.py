@@ -166,10 +166,11 @@ def test_sdxl_bad_switch_point_is_one_line(tiny_models, tmp_path):
     assert result.returncode == 2 and "switch_at='1.5' is not allowed: a number from 0.01 to 0.99" in result.stderr
 
 
-def test_single_file_unclip_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("content", [b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ", b"not a checkpoint"])
+def test_unreadable_single_file_unclip_is_a_clear_error(tmp_path, content):
     image, checkpoint = tmp_path / "a.png", tmp_path / "sd21-unclip-h.safetensors"
     noise_image(0).save(image)
-    checkpoint.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    checkpoint.write_bytes(content)
     result = cli("variations", "--image", image, "--model", checkpoint)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "single-file StableUnCLIPImg2ImgPipeline" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "sd21-unclip-h.safetensors" in result.stderr

@@ -46,6 +46,11 @@ def _load_pipeline(pipeline_class, spec: str, dtype: torch.dtype, **components: 
         if path.is_dir():
             return pipeline_class.from_pretrained(str(path), torch_dtype=dtype, **components)
         if path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES:
+            if pipeline_class.__name__ == "StableUnCLIPImg2ImgPipeline" and not components:
+                # diffusers' from_single_file cannot build unCLIP (and would ask the Hub for configs).
+                from .single_file import load_unclip_single_file
+
+                return load_unclip_single_file(path, dtype=dtype)
             if not hasattr(pipeline_class, "from_single_file"):
                 raise ModelNotAvailableError(
                     f"model {spec!r}: diffusers cannot read a single-file {pipeline_class.__name__} checkpoint; "
