@@ -1,31 +1,11 @@
 """The standalone app driven in headless Chromium: upload, generate, gallery, infotext, errors, "Reimagine this"."""
 
-import shutil
-import socket
-
 import pytest
 
+from .browser import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
 from .conftest import noise_image
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install chromium)"),
-]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")

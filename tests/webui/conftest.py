@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ..browser import free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
 ENV_DIR = "REIMAGINE_WEBUI_DIR"
@@ -62,12 +63,6 @@ def webui_env(root: Path) -> dict[str, str]:
 def _needs_webui():
     if webui_root() is None:
         pytest.skip(SKIP_REASON)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def build_tiny_models(root: Path, out_dir: Path) -> dict[str, Path]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,19 +11,9 @@ from PIL import Image
 
 from sd_reimagine.images import image_digest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install chromium)"),
-]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from ..browser import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = BROWSER_MARKS
 SCREENSHOT = Path("/tmp/webui-send-to.png")
 SLOT = "#reimagine_image_0 img"
 PROMPT = "send-to probe, a red fox"
