@@ -92,6 +92,9 @@ def swapped_model(name_or_info: Any) -> Iterator[Any]:
     from modules import sd_models, shared
 
     info = resolve_checkpoint(name_or_info)
+    # The WebUI loads the startup checkpoint in a thread; `shared.sd_model` waits for it (under the loader's lock), so
+    # a job sent right after start-up never loads a second model while the first is half built.
+    shared.sd_model  # noqa: B018
     previous = loaded_checkpoint()
     saved_option = shared.opts.data.get("sd_model_checkpoint")
     saved_hash = shared.opts.data.get("sd_checkpoint_hash")  # a disk load writes it even in SkipWritingToConfig
