@@ -63,8 +63,7 @@ def bench_sdxl(size: str, settings: Settings, pair=None) -> list[dict[str, Any]]
     def base_latents(**kwargs):
         return base(num_inference_steps=steps, generator=_gen(), output_type="latent", **common, **kwargs).images
 
-    def handoff_reference():
-        latents = base_latents(denoising_end=SWITCH_AT)
+    def refiner_after_switch(latents):
         return refiner(
             image=latents,
             num_inference_steps=steps,
@@ -74,17 +73,12 @@ def bench_sdxl(size: str, settings: Settings, pair=None) -> list[dict[str, Any]]
             **refiner_common,
         ).images
 
+    def handoff_reference():
+        return refiner_after_switch(base_latents(denoising_end=SWITCH_AT))
+
     def handoff_pixels():
         latents = base_latents(denoising_end=SWITCH_AT)
-        latents = encode_pixels(refiner.vae, decode_latents(base.vae, latents).clamp(-1, 1))
-        return refiner(
-            image=latents,
-            num_inference_steps=steps,
-            denoising_start=SWITCH_AT,
-            generator=_gen(),
-            output_type="np",
-            **refiner_common,
-        ).images
+        return refiner_after_switch(encode_pixels(refiner.vae, decode_latents(base.vae, latents).clamp(-1, 1)))
 
     def refine_ours():
         return relay.run(dict(values), _refiner_values("refine", steps), output_type="np")

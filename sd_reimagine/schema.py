@@ -338,3 +338,9 @@ SDXL = ParamGroup("SDXL", (
 ))
 
 # fmt: on
+
+
+def refiner_or_base(refiner_values: Mapping[str, Any], name: str, base_value: Any) -> Any:
+    """A `refiner_*` prompt, sampler or schedule type, or the base's when left empty (blank counts as empty)."""
+    own = refiner_values[name]
+    return own if str(own).strip() else base_value

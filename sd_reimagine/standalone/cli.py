@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import ReimagineError
@@ -115,11 +115,10 @@ def run_variations(args) -> int:
     weights = [REFERENCE_WEIGHT.coerce(weight) for _, weight in args.references]
     references = [(open_image(Path(path), name=path), w) for (path, _), w in zip(args.references, weights, strict=True)]
     session = Session(device=args.device, out_dir=args.out)
-    with _progress_bar(values["steps"] * -(-values["n"] // session.max_batch)) as progress:
-        job, paths = session.variations(references, values, progress=progress)
-    for path in paths:
-        print(path)
-    return 0
+    batches = -(-values["n"] // session.max_batch)
+    return _run_and_print(
+        lambda progress: session.variations(references, values, progress=progress), values["steps"] * batches
+    )
 
 
 def run_sdxl(args) -> int:
@@ -129,11 +128,9 @@ def run_sdxl(args) -> int:
     refiner_given = {"enabled": args.refiner is not None, "refiner": args.refiner or REFINER["refiner"].default}
     refiner_values = {**REFINER.values_from_cli(args), **refiner_given}
     session = Session(device=args.device, out_dir=args.out, offload=args.offload)
-    with _progress_bar(values["steps"] * values["n"]) as progress:
-        job, paths = session.sdxl(values, refiner_values, progress=progress)
-    for path in paths:
-        print(path)
-    return 0
+    return _run_and_print(
+        lambda progress: session.sdxl(values, refiner_values, progress=progress), values["steps"] * values["n"]
+    )
 
 
 def run_refine(args) -> int:
@@ -142,12 +139,11 @@ def run_refine(args) -> int:
 
     refiner_values = REFINER.values_from_cli(args)
     seed = SEED.coerce(args.seed)
+    image = open_image(args.image, name=str(args.image))
     session = Session(device=args.device, out_dir=args.out)
-    with _progress_bar(refiner_values["refiner_steps"]) as progress:
-        job, paths = session.refine(open_image(args.image, name=str(args.image)), refiner_values, seed, progress)
-    for path in paths:
-        print(path)
-    return 0
+    return _run_and_print(
+        lambda progress: session.refine(image, refiner_values, seed, progress), refiner_values["refiner_steps"]
+    )
 
 
 def run_serve(args) -> int:
@@ -167,6 +163,15 @@ def run_make_tiny_models(args) -> int:
 
         written = write_tiny_models(args.out_dir, scale=args.scale)
     for path in written.values():
+        print(path)
+    return 0
+
+
+def _run_and_print(job: Callable, total_steps: int) -> int:
+    """Run `job(progress)` under a progress bar and print the paths of the images it saved."""
+    with _progress_bar(total_steps) as progress:
+        _, paths = job(progress)
+    for path in paths:
         print(path)
     return 0
 

@@ -23,7 +23,7 @@ from ..images import InputImage
 from ..infotext import group_fields, job_infotext, parse_infotext, write_infotext
 from ..mixing import image_seeds, resolve_seed
 from ..schedule import handoff_steps, img2img_steps
-from ..schema import REFINER, SDXL
+from ..schema import REFINER, SDXL, refiner_or_base
 from .models import default_device, load_pipeline, model_name
 from .schedulers import make_scheduler
 from .unclip import GeneratedImage
@@ -285,15 +285,15 @@ def refiner_call(
 def refiner_prompts(refiner_values: dict[str, Any], prompt: str, negative_prompt: str) -> dict[str, Any]:
     """The refiner's prompt and negative prompt: its own, or the base's when empty (an empty negative = zeros)."""
     return {
-        "prompt": refiner_values["refiner_prompt"] or prompt,
-        "negative_prompt": refiner_values["refiner_negative_prompt"] or negative_prompt or None,
+        "prompt": refiner_or_base(refiner_values, "refiner_prompt", prompt),
+        "negative_prompt": refiner_or_base(refiner_values, "refiner_negative_prompt", negative_prompt) or None,
     }
 
 
 def refiner_scheduler(refiner, refiner_values: dict[str, Any], values: dict[str, Any]):
     """A fresh scheduler for the refiner: its own sampler/schedule type, or the base's when empty."""
-    sampler = refiner_values["refiner_sampler"] or values["sampler"]
-    schedule_type = refiner_values["refiner_schedule_type"] or values["schedule_type"]
+    sampler = refiner_or_base(refiner_values, "refiner_sampler", values["sampler"])
+    schedule_type = refiner_or_base(refiner_values, "refiner_schedule_type", values["schedule_type"])
     try:
         return make_scheduler(refiner.scheduler, sampler, schedule_type)
     except ParamError as exc:
@@ -380,15 +380,15 @@ def refine_image(
         latents,
         values_refiner,
         seed,
-        source_prompt if prompt is None else prompt,
-        source_negative if negative_prompt is None else negative_prompt,
-        sampler,
-        schedule_type,
-        progress,
-        should_stop,
-        output_type,
-        model,
-        {k: v for k, v in source_fields.items() if not k.startswith("Post-refiner")},
+        prompt=source_prompt if prompt is None else prompt,
+        negative_prompt=source_negative if negative_prompt is None else negative_prompt,
+        sampler=sampler,
+        schedule_type=schedule_type,
+        progress=progress,
+        should_stop=should_stop,
+        output_type=output_type,
+        model=model,
+        fields={k: v for k, v in source_fields.items() if not k.startswith("Post-refiner")},
     )
     job.bridged = True
     return job

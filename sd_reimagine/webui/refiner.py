@@ -29,7 +29,7 @@ from typing import Any
 from ..errors import ReimagineError
 from ..infotext import group_fields, group_values
 from ..schedule import describe_handoff, handoff_index_for_sigmas, sigma_at_timestep, switch_timestep
-from ..schema import REFINER, ParamGroup
+from ..schema import REFINER, ParamGroup, refiner_or_base
 from . import swap
 
 log = logging.getLogger("sd_reimagine")
@@ -187,7 +187,7 @@ def check_handoff_samplers(p, values: Mapping[str, Any]) -> None:
     """Handoff cuts a sigma schedule: base and refiner samplers must be k-diffusion samplers."""
     from modules import sd_samplers_kdiffusion
 
-    names = {"sampler": p.sampler_name, "refiner_sampler": values["refiner_sampler"] or p.sampler_name}
+    names = {"sampler": p.sampler_name, "refiner_sampler": refiner_or_base(values, "refiner_sampler", p.sampler_name)}
     if getattr(p, "enable_hr", False):
         names["hires sampler"] = getattr(p, "hr_sampler_name", None) or p.sampler_name
     for what, name in names.items():
@@ -466,13 +466,10 @@ def refiner_prompts(p, values: Mapping[str, Any]) -> tuple[list[str], list[str]]
     from modules import extra_networks
 
     count = len(p.prompts)
-    prompts = list(p.prompts)
-    negatives = list(p.negative_prompts)
-    if values["refiner_prompt"].strip():
-        prompts = extra_networks.parse_prompts([values["refiner_prompt"]] * count)[0]
-    if values["refiner_negative_prompt"].strip():
-        negatives = [values["refiner_negative_prompt"]] * count
-    return prompts, negatives
+    prompts = refiner_or_base(values, "refiner_prompt", None)
+    prompts = extra_networks.parse_prompts([prompts] * count)[0] if prompts else list(p.prompts)
+    negative = refiner_or_base(values, "refiner_negative_prompt", None)
+    return prompts, [negative] * count if negative else list(p.negative_prompts)
 
 
 def refiner_conds(p, values: Mapping[str, Any], steps: int):
@@ -529,7 +526,7 @@ def refiner_sample(p, job: RefinerJob, x, noise, c, uc):
     values = job.values
     pl = refiner_p(p)
     pl.cfg_scale = values["refiner_cfg_scale"]
-    pl.sampler_name = values["refiner_sampler"] or p.sampler_name
+    pl.sampler_name = refiner_or_base(values, "refiner_sampler", p.sampler_name)
     pl.rng = getattr(job, "rng", None) or p.rng
     sampler = sd_samplers.create_sampler(pl.sampler_name, shared.sd_model)
     if job.mode == "handoff":
@@ -539,7 +536,7 @@ def refiner_sample(p, job: RefinerJob, x, noise, c, uc):
         note_handoff(p, job, len(rest) - 1)
     else:
         pl.steps, pl.denoising_strength, steps = values["refiner_steps"], values["refine_strength"], None
-        pl.scheduler = values["refiner_schedule_type"] or p.scheduler
+        pl.scheduler = refiner_or_base(values, "refiner_schedule_type", p.scheduler)
         note_refine(p, pl)
     image_conditioning = processing.txt2img_image_conditioning(shared.sd_model, x, p.width, p.height)
     with devices.without_autocast() if devices.unet_needs_upcast else devices.autocast():
