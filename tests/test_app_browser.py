@@ -39,9 +39,15 @@ def page(app_url):
 
 
 def set_number(page, elem_id: str, value) -> None:
+    """Type a number into a slider's box and wait until the slider itself holds it (the app state has it then)."""
     box = page.locator(f"#{elem_id} input[type=number]")
     box.fill(str(value))
     box.press("Enter")
+    box.blur()
+    page.wait_for_function(
+        "([id, v]) => { const r = document.querySelector(`#${id} input[type=range]`); return !r || +r.value === v; }",
+        arg=[elem_id, float(value)],
+    )
 
 
 def test_upload_generate_and_reimagine_this(page, tmp_path):
