@@ -25,6 +25,7 @@ from .infotext import Lineage, generation_of
 from .schema import MAX_SEED, Param
 
 MAX_WEIGHT = 10.0
+MAX_REFERENCES = 4  # the tab's slots; the same limit in the API, the CLI and the app
 REFERENCE_WEIGHT = Param("weight", float, 1.0, "Weight", "Share of this reference in the mix.", 0.0, MAX_WEIGHT, 0.05)
 
 
@@ -40,6 +41,8 @@ def check_weights(weights: Sequence[float]) -> None:
     """Refuse negative, huge or all-zero weights with a message naming the bad one."""
     if not weights:
         raise ReimagineError("at least one reference image is needed")
+    if len(weights) > MAX_REFERENCES:
+        raise ParamError("images", f"{len(weights)} references", f"1 to {MAX_REFERENCES} reference images")
     for index, weight in enumerate(weights):
         if not (0.0 <= float(weight) <= MAX_WEIGHT):
             raise ParamError(f"weight of reference {index + 1}", weight, REFERENCE_WEIGHT.allowed())

@@ -11,10 +11,10 @@ from typing import Any
 
 from .errors import ReimagineError
 from .images import InputImage, open_image
-from .mixing import REFERENCE_WEIGHT
+from .mixing import MAX_REFERENCES, REFERENCE_WEIGHT
 from .schema import Param, ParamGroup
 
-REFERENCE_SLOTS = 4
+REFERENCE_SLOTS = MAX_REFERENCES
 
 
 def param_component(param: Param, elem_prefix: str, value: Any = None):
