@@ -14,6 +14,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ParamError
+
 UNCLIP_H = "unclip-h"
 UNCLIP_L = "unclip-l"
 UNCLIP = "unclip"  # an unCLIP model whose image tower is neither (tiny test models)
@@ -21,6 +23,22 @@ SDXL_BASE = "sdxl-base"
 SDXL_REFINER = "sdxl-refiner"
 SD = "sd"
 UNKNOWN = "unknown"
+
+UNCLIP_KINDS = (UNCLIP_H, UNCLIP_L, UNCLIP)
+REFINER_KINDS = (SDXL_REFINER, SDXL_BASE)  # what the SDXL refiner post-step can run (same latent space as SDXL)
+ROLES = {  # role -> (kinds that can play it, how to say so)
+    "unclip": (UNCLIP_KINDS, "a Stable unCLIP 2.1 checkpoint (H or L)"),
+    "refiner": (REFINER_KINDS, "an SDXL refiner or SDXL base checkpoint"),
+}
+KIND_NAMES = {
+    UNCLIP_H: "Stable unCLIP 2.1-H",
+    UNCLIP_L: "Stable unCLIP 2.1-L",
+    UNCLIP: "Stable unCLIP",
+    SDXL_BASE: "SDXL base",
+    SDXL_REFINER: "SDXL refiner",
+    SD: "SD 1.x/2.x",
+    UNKNOWN: "not a recognised Stable Diffusion checkpoint",
+}
 
 UNCLIP_KEY = "embedder.model.ln_final.weight"
 SDXL_BASE_KEY = "conditioner.embedders.1.model.ln_final.weight"
@@ -47,6 +65,34 @@ def read_safetensors_header(path: Path) -> dict[str, list[int]]:
             raise ValueError(f"{path.name}: safetensors header of {length} bytes is implausible")
         header = json.loads(handle.read(length))
     return {name: meta.get("shape", []) for name, meta in header.items() if name != "__metadata__"}
+
+
+def safetensors_problem(path: str | Path) -> str | None:
+    """Why a .safetensors file cannot load (bad header, truncated data), or None; reads only the header."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > min(MAX_HEADER, size - 8):
+                return f"its header claims {length} bytes in a file of {size}"
+            header = json.loads(handle.read(length))
+        ends = [meta["data_offsets"][1] for name, meta in header.items() if name != "__metadata__"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
+        return f"its header cannot be read ({type(exc).__name__})"
+    needed = 8 + length + max(ends, default=0)
+    return f"it is truncated ({size} bytes, its header needs {needed})" if needed > size else None
+
+
+def describe_kind(kind: str) -> str:
+    return KIND_NAMES.get(kind, kind)
+
+
+def check_role(field: str, value: object, kind: str, role: str) -> None:
+    """Refuse a checkpoint whose kind cannot play `role` ('unclip', 'refiner'), naming the kinds that can."""
+    kinds, wanted = ROLES[role]
+    if kind not in kinds:
+        raise ParamError(field, value, f"{wanted}; this one is {describe_kind(kind)}")
 
 
 def read_ckpt_names(path: Path) -> dict[str, list[int]]:

@@ -72,6 +72,11 @@ class Param:
                 raise ParamError(self.name, value, self.allowed())
         return converted
 
+    def check_json_type(self, value: Any) -> None:
+        """Refuse a value of the wrong JSON type (API requests follow the published schema strictly, no coercion)."""
+        if not _has_json_type(self.kind, value):
+            raise ParamError(self.name, value, f"{_JSON_TYPE_WORDS[self.kind]} ({self.allowed()})")
+
     def with_choices(self, choices: Iterable[str], default: str | None = None) -> Param:
         """This parameter with host-provided choices (the WebUI's sampler list, say)."""
         choices = tuple(choices)
@@ -81,11 +86,30 @@ class Param:
     def with_default(self, default: Any) -> Param:
         return replace(self, default=default)
 
+    def renamed(self, name: str) -> Param:
+        """The same rules under another name (an item of a list: `images[0].weight`)."""
+        return replace(self, name=name)
+
 
 def _fmt(number: float | None) -> str:
     if number is None:
         return "any"
     return str(int(number)) if float(number).is_integer() else str(number)
+
+
+_JSON_TYPE_WORDS = {int: "a JSON integer", float: "a JSON number", bool: "true or false", str: "a JSON string"}
+
+
+def _has_json_type(kind: type, value: Any) -> bool:
+    """JSON schema typing: booleans are neither integers nor numbers; an integer may be written 64.0, never 64.5."""
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        whole_float = isinstance(value, float) and value.is_integer()
+        return whole_float or (isinstance(value, int) and not isinstance(value, bool))
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, str)
 
 
 def _convert(kind: type, value: Any) -> Any:
@@ -140,11 +164,17 @@ class ParamGroup:
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
 
-    def validate(self, values: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
-        """Defaults overlaid with `values`, every value checked; unknown names are refused."""
+    def validate(self, values: Mapping[str, Any], *, partial: bool = False, strict: bool = False) -> dict[str, Any]:
+        """Defaults overlaid with `values`, every value checked; unknown names are refused.
+
+        strict: values come from JSON (the API): each must have its parameter's JSON type, nothing is coerced.
+        """
         unknown = sorted(set(values) - set(self.names))
         if unknown:
             raise ParamError(unknown[0], values[unknown[0]], "a known parameter: " + ", ".join(self.names))
+        if strict:
+            for name, value in values.items():
+                self[name].check_json_type(value)
         merged = {} if partial else self.defaults()
         merged.update(values)
         checked = {name: self[name].coerce(value) for name, value in merged.items()}

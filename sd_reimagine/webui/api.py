@@ -6,42 +6,26 @@ import base64
 from typing import Any
 
 from .. import __version__
+from ..api_request import RequestError, parse_variations_request, request_json_schema
 from ..errors import ParamError, ReimagineError
-from ..images import decode_base64_image, png_bytes
-from ..mixing import REFERENCE_WEIGHT
+from ..images import png_bytes
 
 PREFIX = "/reimagine/v1"
 KINDS = ("unclip-h", "unclip-l", "unclip", "sdxl-base", "sdxl-refiner", "sd", "unknown")
-
-
-def images_json_schema() -> dict[str, Any]:
-    """JSON schema of the `images` field: base64 images with weights."""
-    weight = {"type": "number", "default": 1.0}
-    weight.update(minimum=REFERENCE_WEIGHT.minimum, maximum=REFERENCE_WEIGHT.maximum)
-    item = {
-        "type": "object",
-        "properties": {"image": {"type": "string", "contentEncoding": "base64"}, "weight": weight},
-        "required": ["image"],
-        "additionalProperties": False,
-    }
-    return {"type": "array", "items": item, "minItems": 1, "title": "Reference images (base64 PNG/JPEG/WebP)"}
 
 
 def request_schema() -> dict[str, Any]:
     """The Reimagine parameters' JSON schema plus `images`."""
     from .reimagine import host_group
 
-    schema = host_group().json_schema()
-    schema["properties"]["images"] = images_json_schema()
-    schema["required"] = ["images"]
-    return schema
+    return request_json_schema(host_group())
 
 
 def unprocessable(loc: list[Any], message: str):
     """HTTP 422 shaped like FastAPI's validation errors, naming the field."""
     from fastapi import HTTPException
 
-    return HTTPException(status_code=422, detail=[{"loc": ["body", *loc], "msg": message, "type": "value_error"}])
+    return HTTPException(status_code=422, detail=[{"loc": loc, "msg": message, "type": "value_error"}])
 
 
 def error_location(exc: ReimagineError) -> list[Any]:
@@ -49,45 +33,9 @@ def error_location(exc: ReimagineError) -> list[Any]:
     if isinstance(exc, ParamError):
         name = exc.name
         if name.startswith("weight of reference "):
-            return ["images", int(name.rsplit(" ", 1)[-1]) - 1, "weight"]
-        return ["images"] if name == "weights" else [name]
-    return ["images"] if "reference" in str(exc) or "image" in str(exc) else []
-
-
-def request_models():
-    """(image item model, request model) for pydantic 1 (the WebUI) and 2."""
-    import pydantic
-
-    from .reimagine import host_group
-
-    class ReimagineImage(pydantic.BaseModel):
-        image: str = pydantic.Field(..., description="base64 PNG/JPEG/WebP (a data: URL prefix is accepted)")
-        weight: float = pydantic.Field(1.0, ge=REFERENCE_WEIGHT.minimum, le=REFERENCE_WEIGHT.maximum)
-
-        class Config:
-            extra = "forbid"
-
-    images_field = (list[ReimagineImage], pydantic.Field(..., description="reference images with weights"))
-    base = host_group().pydantic_model("ReimagineVariationsBase", extra_fields={"images": images_field})
-
-    class ReimagineVariationsRequest(base):
-        class Config:
-            extra = "forbid"
-
-    return ReimagineImage, ReimagineVariationsRequest
-
-
-def decode_references(images: list[Any]) -> list[Any]:
-    """[(InputImage, weight)] from the request's images; errors name images[i]."""
-    if not images:
-        raise unprocessable(["images"], "at least one reference image is needed")
-    references = []
-    for index, item in enumerate(images):
-        try:
-            references.append((decode_base64_image(item.image, name=f"images[{index}].image"), float(item.weight)))
-        except ReimagineError as exc:
-            raise unprocessable(["images", index, "image"], str(exc)) from None
-    return references
+            return ["body", "images", int(name.rsplit(" ", 1)[-1]) - 1, "weight"]
+        return ["body", "images"] if name in ("weights", "images") else ["body", name]
+    return ["body"]
 
 
 def run_job(references: list[Any], values: dict[str, Any]):
@@ -115,11 +63,11 @@ def encode_png(image, infotext: str) -> str:
 
 def register(app) -> None:
     """Add the routes to the WebUI's FastAPI app (from on_app_started)."""
+    from fastapi import Body
+
     from .reimagine import host_group
     from .settings import default_model
     from .swap import list_checkpoints_by_kind, loaded_checkpoint
-
-    _, request_model = request_models()
 
     def version() -> dict[str, Any]:
         return {"name": "sd-webui-reimagine", "version": __version__, "api": "v1"}
@@ -137,12 +85,12 @@ def register(app) -> None:
         loaded = loaded_checkpoint()
         return {"kinds": by_kind, "default": default, "loaded": loaded.title if loaded is not None else None}
 
-    def variations(body: request_model) -> dict[str, Any]:
-        data = body.dict() if hasattr(body, "dict") else body.model_dump()
-        images = data.pop("images", None)
-        references = decode_references(list(body.images or []) if images is not None else [])
+    def variations(body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI's way to take the raw JSON
         try:
-            values = host_group().validate(data)
+            references, values = parse_variations_request(body, host_group())
+        except RequestError as exc:
+            raise unprocessable(exc.loc, str(exc)) from None
+        try:
             values["model"] = values["model"] or default_model()
             result = run_job(references, values)
         except ReimagineError as exc:
@@ -159,4 +107,6 @@ def register(app) -> None:
     app.add_api_route(f"{PREFIX}/version", version, methods=["GET"])
     app.add_api_route(f"{PREFIX}/schema", schema, methods=["GET"])
     app.add_api_route(f"{PREFIX}/models", models, methods=["GET"])
-    app.add_api_route(f"{PREFIX}/variations", variations, methods=["POST"])
+    # The body is read strictly by the core parser; the published schema documents it in /docs.
+    request_body = {"required": True, "content": {"application/json": {"schema": request_schema()}}}
+    app.add_api_route(f"{PREFIX}/variations", variations, methods=["POST"], openapi_extra={"requestBody": request_body})

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from ..errors import ReimagineError
@@ -66,17 +67,23 @@ def default_refiner() -> str:
     return sorted(titles, key=str.casefold)[0] if titles else ""
 
 
-def script_values(args: Sequence[Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Script arguments (positional in schema order, or one dict with the schema names) -> checked values."""
+def script_values(
+    args: Sequence[Any], overrides: Mapping[str, Any] | None = None, strict: bool = False
+) -> dict[str, Any]:
+    """Script arguments (positional in schema order, or one dict with the schema names) -> checked values.
+
+    strict (API requests): the dict form must follow the JSON schema's types; the positional form also carries the
+    UI's own component values, so it is converted as the UI's are.
+    """
     group = webui_group()
-    if len(args) >= 1 and isinstance(args[0], Mapping):
+    json_object = len(args) >= 1 and isinstance(args[0], Mapping)
+    if json_object:
         given = dict(args[0])
     else:
         given = {name: value for name, value in zip(group.names, args, strict=False) if value is not None}
+    values = group.validate(given, strict=strict and json_object)
     if overrides:
-        given.update(overrides)
-        given["enabled"] = True  # an X/Y/Z axis on a post-refiner parameter asks for the post-step
-    values = group.validate(given)
+        values = group.validate({**values, **overrides, "enabled": True})  # an X/Y/Z axis asks for the post-step
     if values["enabled"] and not values["refiner"].strip():
         raise ReimagineError("refiner: choose a refiner checkpoint (none was given and none was detected)")
     return values
@@ -128,6 +135,30 @@ class RefinerJob:
         return self.values["refiner_mode"]
 
 
+@lru_cache(maxsize=1)
+def refused_job_class() -> type:
+    """An exception that is a ReimagineError and a FastAPI HTTPException (422).
+
+    The WebUI's API answers an HTTPException with its status and message and prints no traceback, so a refused
+    `alwayson_scripts` value is an HTTP 422 with one log line instead of a 500 with a 90-line traceback.
+    """
+    from fastapi import HTTPException
+
+    class RefusedJob(HTTPException, ReimagineError):
+        def __init__(self, message: str):
+            HTTPException.__init__(self, status_code=422, detail=message)
+
+        def __str__(self) -> str:
+            return str(self.detail)
+
+    return RefusedJob
+
+
+def job_error(error: BaseException) -> BaseException:
+    """What the job stops with: a refused input as RefusedJob (HTTP 422), anything else as it is."""
+    return refused_job_class()(str(error)) if isinstance(error, ReimagineError) else error
+
+
 class _FailedSamples(list):
     """Post-sample result that re-raises the post-step's error when the WebUI reads it (its hooks swallow errors)."""
 
@@ -143,11 +174,13 @@ class _FailedSamples(list):
 def fail_job(p, error: BaseException) -> None:
     """Make the job stop with `error` at its next unwrapped step (the WebUI only logs errors of script hooks)."""
 
+    refused = job_error(error)
+
     def raise_error(*_args, **_kwargs):
-        raise error
+        raise refused
 
     p.setup_prompts = raise_error
-    log.error("Reimagine post-refiner: %s", error)
+    log.warning("Reimagine post-refiner refused the job: %s", error)
 
 
 # --- hooks -------------------------------------------------------------------------------------------------------
@@ -157,10 +190,10 @@ def before_process(p, args: Sequence[Any]) -> None:
     """Validate, resolve the refiner, settle the built-in refiner conflict and write the infotext keys."""
     setattr(p, JOB_ATTR, None)
     try:
-        values = script_values(args, getattr(p, OVERRIDES_ATTR, None))
+        values = script_values(args, getattr(p, OVERRIDES_ATTR, None), strict=bool(getattr(p, "is_api", False)))
         if not values["enabled"]:
             return
-        info = swap.resolve_checkpoint(values["refiner"])
+        info = swap.resolve_for_role(values["refiner"], "refiner", "refiner")
         if values["refiner_mode"] == "handoff":
             check_handoff_samplers(p, values)
     except ReimagineError as error:
@@ -256,7 +289,10 @@ def post_sample(p, ps) -> None:
         return
     try:
         ps.samples = run_post_step(p, job, ps.samples)
-    except Exception as error:  # the WebUI's hook wrapper would only log it: fail the job instead
+    except ReimagineError as error:  # the WebUI's hook wrapper would only log it: fail the job instead
+        log.warning("Reimagine post-refiner stopped the job: %s", error)
+        ps.samples = _FailedSamples(job_error(error))
+    except Exception as error:
         log.exception("Reimagine post-refiner failed")
         ps.samples = _FailedSamples(error)
 
@@ -327,7 +363,7 @@ def swapped_model_guard(job: RefinerJob):
     """The refiner as shared.sd_model with its own VAE; swap.swapped_model puts the user's model and VAE back."""
     from modules import shared
 
-    with swap.swapped_model(job.info):
+    with swap.swapped_model(job.info, field="refiner"):
         keep_own_vae(shared.sd_model)
         yield shared.sd_model
 
@@ -603,7 +639,7 @@ def build_ui(elem_prefix: str) -> tuple[list, list]:
             choices=checkpoint_titles(),
             value=group["refiner"].default or None,
             label=group["refiner"].label,
-            info="A WebUI checkpoint; those detected as SDXL refiner are listed first.",
+            info="SDXL refiner (or SDXL base) checkpoints, detected from their headers; other kinds are refused.",
             elem_id=f"{elem_prefix}_refiner",
         )
         parameter_controls(controls, group, elem_prefix, skip=("enabled", "refiner"))
@@ -615,12 +651,8 @@ def build_ui(elem_prefix: str) -> tuple[list, list]:
 
 
 def checkpoint_titles() -> list[str]:
-    """Every checkpoint title the WebUI lists, SDXL refiners first."""
-    from modules import sd_models
-
-    refiners = set(swap.list_checkpoints_by_kind().get("sdxl-refiner", []))
-    titles = sorted(sd_models.checkpoints_list, key=str.casefold)
-    return [t for t in titles if t in refiners] + [t for t in titles if t not in refiners]
+    """The checkpoints the post-step can run: SDXL refiners first, then SDXL bases."""
+    return swap.titles_for_role("refiner")
 
 
 def paste_fields(components: Mapping[str, Any]) -> list:

@@ -13,15 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ModelNotAvailableError, ParamError, ReimagineError
+from ..errors import ModelNotAvailableError, ParamError
 from ..images import InputImage
 from ..infotext import group_fields
 from ..mixing import Reference, active_references, draw_embedding_noise, lineage_of, mixed_conditioning, resolve_seed
 from ..schema import DEFAULT_SAMPLER, REIMAGINE, ParamGroup
 from . import settings
-from .swap import SWAP_TIMES, checkpoint_kind, resolve_checkpoint, swapped_model
+from .swap import SWAP_TIMES, checkpoint_kind, resolve_for_role, swapped_model
 
-UNCLIP_KINDS = ("unclip-h", "unclip-l", "unclip")
 CLIP_L_FILE = "ViT-L-14.pt"
 MODEL_TOOLTIP = "WebUI checkpoint title, name or hash (empty: the Reimagine setting, else the first unCLIP found)."
 
@@ -144,18 +143,10 @@ def processing_classes() -> tuple[type, type]:
 
 
 def check_unclip_checkpoint(model: str):
-    """The CheckpointInfo of an unCLIP checkpoint (errors name the `model` field); unCLIP-L's CLIP weights checked."""
-    from modules import sd_models
-
-    try:
-        info = resolve_checkpoint(model)
-    except ReimagineError:
-        known = ", ".join(sorted(sd_models.checkpoints_list)) or "none"
-        raise ParamError("model", model, f"a checkpoint the WebUI lists ({known})") from None
-    kind = checkpoint_kind(info.filename)
-    if kind not in UNCLIP_KINDS:
-        raise ParamError("model", model, f"an unCLIP checkpoint (this one looks like {kind})")
-    if kind == "unclip-l":
+    """The CheckpointInfo of a loadable unCLIP checkpoint (errors name the `model` field); unCLIP-L's CLIP weights
+    checked."""
+    info = resolve_for_role(model, "model", "unclip")
+    if checkpoint_kind(info.filename) == "unclip-l":
         check_clip_l_weights()
     return info
 
@@ -250,7 +241,7 @@ def run_reimagine(
     values["model"] = values["model"] or settings.default_model()
     info = check_unclip_checkpoint(values["model"])
     swaps_before = len(SWAP_TIMES)
-    with swapped_model(info):
+    with swapped_model(info, field="model"):
         check_loaded_unclip(shared.sd_model, info.title)
         p = make_processing(active, values, save, is_api)
         sampling = time.perf_counter()

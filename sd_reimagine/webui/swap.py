@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..checkpoints import inspect_checkpoint
-from ..errors import ReimagineError
+from ..checkpoints import ROLES, check_role, inspect_checkpoint, safetensors_problem
+from ..errors import ParamError, ReimagineError
 
 log = logging.getLogger("sd_reimagine")
 
@@ -24,18 +24,57 @@ _warned: set[str] = set()
 _kind_cache: dict[str, tuple[float, str]] = {}
 
 
-def resolve_checkpoint(name: Any):
-    """The WebUI CheckpointInfo for a title, a name with or without extension, or a hash (as sd_model_checkpoint)."""
+def resolve_checkpoint(name: Any, field: str = "checkpoint"):
+    """The WebUI CheckpointInfo for exactly a title, a name with or without extension, or a hash.
+
+    Never the WebUI's closest match: any title containing the text would do ("5" finds "tiny-sd15").
+    """
     from modules import sd_models
 
     if hasattr(name, "filename") and hasattr(name, "title"):
         return name
-    text = str(name or "").strip()
-    info = (sd_models.checkpoint_aliases.get(text) or sd_models.get_closet_checkpoint_match(text)) if text else None
+    text = name.strip() if isinstance(name, str) else None
+    info = sd_models.checkpoint_aliases.get(text) if text else None
     if info is None:
         known = ", ".join(sorted(sd_models.checkpoints_list)) or "none (put checkpoints into models/Stable-diffusion)"
-        raise ReimagineError(f"checkpoint {text!r} not found; available: {known}")
+        raise ParamError(field, name, f"a checkpoint's exact title, name or hash; available: {known}")
     return info
+
+
+def resolve_for_role(name: Any, field: str, role: str):
+    """A checkpoint that exists, can play `role` ('unclip', 'refiner') and that the WebUI's loader will accept."""
+    info = resolve_checkpoint(name, field)
+    check_role(field, name, checkpoint_kind(info.filename), role)
+    check_loadable(info, field)
+    return info
+
+
+def check_loadable(info, field: str) -> None:
+    """Refuse a file the WebUI's loader would fail on, before any model is moved: a failed load half-way through
+    leaves the user's model on the wrong device or unhooked. Reads headers only (pickles via the WebUI's own
+    restricted unpickler, as its loader does)."""
+    problem = loader_problem(info.filename)
+    if problem:
+        raise ParamError(field, info.title, f"a checkpoint the WebUI can load; {problem}")
+
+
+def loader_problem(filename: str) -> str | None:
+    """Why the WebUI's loader would refuse or fail on a checkpoint file, or None."""
+    from modules import safe, shared
+
+    if filename.lower().endswith(".safetensors"):
+        return safetensors_problem(filename)
+    if getattr(shared.cmd_opts, "disable_safe_unpickle", False):
+        return None
+    try:
+        safe.check_pt(filename, safe.global_extra_handler)
+    except Exception as exc:  # the WebUI's loader would print "The file may be malicious" and return None
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return (
+            f"the WebUI's safe unpickler refuses it ({reason}): convert it to .safetensors (or, only if you trust "
+            "the file, start the WebUI with --disable-safe-unpickle)"
+        )
+    return None
 
 
 def loaded_checkpoint():
@@ -83,7 +122,7 @@ def _load(info, action: str) -> float:
 
 
 @contextmanager
-def swapped_model(name_or_info: Any) -> Iterator[Any]:
+def swapped_model(name_or_info: Any, field: str = "checkpoint") -> Iterator[Any]:
     """Load a checkpoint as shared.sd_model for the block; the user's model (and setting) is back afterwards.
 
     The WebUI reloads `opts.sd_model_checkpoint` at the start of each batch, so the option is pinned in memory
@@ -91,7 +130,8 @@ def swapped_model(name_or_info: Any) -> Iterator[Any]:
     """
     from modules import sd_models, shared
 
-    info = resolve_checkpoint(name_or_info)
+    info = resolve_checkpoint(name_or_info, field)
+    check_loadable(info, field)
     # The WebUI loads the startup checkpoint in a thread; `shared.sd_model` waits for it (under the loader's lock), so
     # a job sent right after start-up never loads a second model while the first is half built.
     shared.sd_model  # noqa: B018
@@ -102,7 +142,13 @@ def swapped_model(name_or_info: Any) -> Iterator[Any]:
     try:
         with vae_state_kept(sd_models.model_data.sd_model):
             shared.opts.data["sd_model_checkpoint"] = info.title
-            _load(info, "swap")
+            try:
+                _load(info, "swap")
+            except Exception as error:
+                _recover(previous, saved_option)
+                raise ParamError(
+                    field, info.title, f"a checkpoint the WebUI can load; loading it failed ({_reason(error)})"
+                ) from error
             try:
                 yield info
             finally:
@@ -110,6 +156,41 @@ def swapped_model(name_or_info: Any) -> Iterator[Any]:
     finally:
         shared.opts.data["sd_model_checkpoint"] = saved_option
         shared.opts.data["sd_checkpoint_hash"] = saved_hash
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
+def _recover(previous, saved_option) -> None:
+    """After a load failed half-way: the user's model back for real, reloaded into a usable model object.
+
+    The WebUI may have moved the user's model to the CPU and undone its hijack (same config), or sent it to the
+    meta device (other config) before failing; its own "already loaded" shortcut would then keep the broken model.
+    """
+    from modules import sd_models, shared
+
+    shared.opts.data["sd_model_checkpoint"] = saved_option
+    target = previous if previous is not None else (_find(saved_option) if saved_option else None)
+    if target is None:
+        return
+    log.warning("Reimagine: loading a checkpoint failed; reloading %s", target.title)
+    started = time.perf_counter()
+    with sd_models.SkipWritingToConfig():
+        model = sd_models.model_data.sd_model
+        if model is None or _on_meta(model):
+            sd_models.model_data.sd_model = None
+            sd_models.load_model(target)
+        else:
+            sd_models.reload_model_weights(info=target, forced_reload=True)
+    _record("recover", target.title, time.perf_counter() - started)
+
+
+def _on_meta(model) -> bool:
+    """Whether a model's weights were sent to the meta device (the WebUI's 'trash')."""
+    parameter = next(iter(model.parameters()), None)
+    return parameter is not None and parameter.device.type == "meta"
 
 
 def _restore(previous, saved_option) -> None:
@@ -183,7 +264,12 @@ def list_checkpoints_by_kind() -> dict[str, list[str]]:
     return kinds
 
 
+def titles_for_role(role: str) -> list[str]:
+    """Titles of the checkpoints that can play `role` ('unclip', 'refiner'), in the role's order of kinds."""
+    kinds = list_checkpoints_by_kind()
+    return [title for kind in ROLES[role][0] for title in sorted(kinds.get(kind, []), key=str.casefold)]
+
+
 def unclip_titles() -> list[str]:
     """Titles of the checkpoints detected as unCLIP (H first, then L, then other unCLIP)."""
-    kinds = list_checkpoints_by_kind()
-    return [*kinds.get("unclip-h", []), *kinds.get("unclip-l", []), *kinds.get("unclip", [])]
+    return titles_for_role("unclip")

@@ -37,7 +37,7 @@ def confirm_param(param: Param):
     def confirm(_p, values) -> None:
         for value in values:
             if param.name == "refiner":
-                swap.resolve_checkpoint(value)
+                swap.resolve_for_role(value, "refiner", "refiner")
             else:
                 param.coerce(value)
 
@@ -51,8 +51,6 @@ def axis_label(param: Param) -> str:
 def make_axis(module, param: Param):
     """One AxisOption for a schema parameter marked `xyz`."""
     if param.name == "refiner":
-        from modules import sd_models
-
         return module.AxisOption(
             axis_label(param),
             str,
@@ -60,7 +58,7 @@ def make_axis(module, param: Param):
             format_value=module.format_remove_path,
             confirm=confirm_param(param),
             cost=1.0,
-            choices=lambda: sorted(sd_models.checkpoints_list, key=str.casefold),
+            choices=lambda: swap.titles_for_role("refiner"),
         )
     return module.AxisOption(axis_label(param), param.kind, apply_override(param.name), confirm=confirm_param(param))
 
