@@ -171,15 +171,15 @@ def test_user_model_restored_after_success_and_error(webui, user_model):
         assert webui.options()["sd_checkpoint_hash"] == saved_hash
         assert loaded_model_name(webui) == name
         response = request(webui, post_step("refine", refiner="no-such-refiner"), model=None)
-        assert response.status_code == 500
-        assert "no-such-refiner" in response.json()["errors"] and "not found" in response.json()["errors"]
+        assert response.status_code == 422
+        assert "no-such-refiner" in response.json()["errors"] and "exact title" in response.json()["errors"]
         assert loaded_model_name(webui) == name
 
 
 def test_bad_value_is_a_readable_error(webui):
     response = request(webui, post_step("handoff", switch_at=5))
-    assert response.status_code == 500
-    assert response.json()["error"] == "ParamError"
+    assert response.status_code == 422
+    assert response.json()["error"] == "RefusedJob"
     assert "switch_at=5" in response.json()["errors"]
     response = request(webui, post_step("handoff", refiner_sampler="DDIM"))
     assert "k-diffusion" in response.json()["errors"]
