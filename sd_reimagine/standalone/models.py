@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..checkpoints import (
+    REFINER_KINDS,
+    SD,
+    SDXL_BASE,
+    SDXL_REFINER,
+    UNCLIP,
+    UNCLIP_KINDS,
+    UNKNOWN,
+    describe_kind,
+    inspect_checkpoint,
+    safetensors_problem,
+)
 from ..errors import ModelNotAvailableError, ReimagineError
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
@@ -17,6 +31,32 @@ HOW_TO_PROVIDE = (
     "diffusers folder or a .safetensors file, or try the tiny offline models (`python -m sd_reimagine "
     "make-tiny-models DIR`)"
 )
+# What each pipeline the host loads can be built from, and how a refusal says so.
+NEEDS = {
+    "StableUnCLIPImg2ImgPipeline": (
+        UNCLIP_KINDS,
+        "Reimagine needs a Stable unCLIP 2.1 model (stabilityai/stable-diffusion-2-1-unclip or -small, a diffusers "
+        "folder of one, or an sd21-unclip-h .safetensors/.ckpt file)",
+    ),
+    "StableDiffusionXLPipeline": (
+        (SDXL_BASE,),
+        "the SDXL base needs an SDXL base model (stabilityai/stable-diffusion-xl-base-1.0, a diffusers folder of "
+        "one, or a .safetensors file)",
+    ),
+    "StableDiffusionXLImg2ImgPipeline": (
+        REFINER_KINDS,
+        "the SDXL refiner needs an SDXL refiner or base model (stabilityai/stable-diffusion-xl-refiner-1.0, a "
+        "diffusers folder of one, or a .safetensors file)",
+    ),
+}
+# The `_class_name` of a diffusers folder's model_index.json -> the kind of model it holds.
+PIPELINE_KINDS = {
+    "StableUnCLIPImg2ImgPipeline": UNCLIP,
+    "StableDiffusionXLPipeline": SDXL_BASE,
+    "StableDiffusionXLImg2ImgPipeline": SDXL_REFINER,
+    "StableDiffusionPipeline": SD,
+    "StableDiffusionImg2ImgPipeline": SD,
+}
 
 
 def default_device() -> tuple[str, torch.dtype]:
@@ -42,6 +82,7 @@ def load_pipeline(pipeline_class, spec: str, dtype: torch.dtype = torch.float32,
 
 def _load_pipeline(pipeline_class, spec: str, dtype: torch.dtype, **components: Any):
     path = Path(spec).expanduser()
+    check_model_kind(pipeline_class.__name__, spec)
     try:
         if path.is_dir():
             return pipeline_class.from_pretrained(str(path), torch_dtype=dtype, **components)
@@ -70,6 +111,66 @@ def _load_pipeline(pipeline_class, spec: str, dtype: torch.dtype, **components: 
         raise ModelNotAvailableError(
             f"model {spec!r} could not be loaded ({_first_line(exc)}); " + HOW_TO_PROVIDE.format(model=spec)
         ) from None
+
+
+def check_model_kind(pipeline_name: str, spec: str) -> None:
+    """Refuse, before anything loads, a model of another kind than `pipeline_name` needs: one line naming both."""
+    if pipeline_name not in NEEDS:
+        return
+    kinds, needed = NEEDS[pipeline_name]
+    path = Path(spec).expanduser()
+    kind, found = single_file_kind(path) if path.is_file() else pipeline_kind(spec, path)
+    if found is not None and kind not in kinds:
+        raise ModelNotAvailableError(f"model {spec!r}: {found}; {needed}")
+
+
+def single_file_kind(path: Path) -> tuple[str, str]:
+    """(kind, what it is) of a checkpoint file, from its header alone (a .ckpt is never unpickled here)."""
+    if path.suffix == ".safetensors" and (problem := safetensors_problem(path)):
+        return UNKNOWN, f"not a readable .safetensors file ({problem})"
+    if path.suffix == ".ckpt" and not zipfile.is_zipfile(path):
+        return UNKNOWN, "not a readable .ckpt file (a torch checkpoint is a zip archive; this file is not one)"
+    kind = inspect_checkpoint(path).kind
+    return kind, _describe(kind, "checkpoint")
+
+
+def pipeline_kind(spec: str, path: Path) -> tuple[str, str | None]:
+    """(kind, what it is) of a diffusers folder, or of a Hub id already in the cache; None: not known yet."""
+    if path.is_dir():
+        index = path / "model_index.json"
+        if not index.is_file():
+            return UNKNOWN, "not a diffusers pipeline folder (no model_index.json)"
+    else:
+        index = _cached_model_index(spec)
+        if index is None:
+            return UNKNOWN, None  # not downloaded yet: diffusers fetches it, and its own errors are reported then
+    try:
+        class_name = str(json.loads(index.read_text(encoding="utf-8"))["_class_name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return UNKNOWN, "a folder whose model_index.json cannot be read"
+    kind = PIPELINE_KINDS.get(class_name, UNKNOWN)
+    found = f"this is a {class_name} pipeline" if kind == UNKNOWN else f"{_describe(kind, 'pipeline')} ({class_name})"
+    return kind, found
+
+
+def _cached_model_index(repo_id: str) -> Path | None:
+    """model_index.json of a Hub repo when the local cache has it (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(repo_id, "model_index.json")
+    except ValueError:  # not a valid repo id: diffusers reports it
+        return None
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def _describe(kind: str, what: str) -> str:
+    """'this is an SDXL base pipeline', or what an unrecognised checkpoint lacks."""
+    if kind == UNKNOWN:
+        return "it holds no weights of a known Stable Diffusion model"
+    name = describe_kind(kind)
+    article = "an" if name.startswith(("SD", "A", "E", "I", "O", "U")) else "a"
+    return f"this is {article} {name} {what}"
 
 
 def _first_line(exc: Exception) -> str:
