@@ -47,7 +47,8 @@ def _gen() -> torch.Generator:
 def bench_sdxl(size: str, settings: Settings, pair=None) -> list[dict[str, Any]]:
     """Handoff and refine jobs vs the two documented diffusers calls; refine_image vs refiner img2img on pixels;
     and the latent hand-off vs a pixel round trip (VAE decode + encode between base and refiner)."""
-    from sd_reimagine.standalone.sdxl import SdxlRelay, decode_latents, encode_pixels, refine_image
+    from sd_reimagine.standalone.latents import decode_latents, encode_pixels
+    from sd_reimagine.standalone.sdxl import SdxlRelay, refine_image
 
     base, refiner = pair or sdxl_pair(SIZES[size]["scale"])
     relay = SdxlRelay(base, refiner, "bench-base", "bench-refiner")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ParamError
+from .schedule import img2img_steps
 
 DEFAULT_SAMPLER = "Default"
 SCHEDULE_TYPES = ("Automatic", "Karras", "Exponential")
@@ -262,6 +263,22 @@ def size(name: str, default: int, label: str) -> Param:
     return number(name, int, default, label, "Pixels; a multiple of 8.", 64, 2048, 8, multiple_of=8)
 
 
+def refine_steps_run(values: Mapping[str, Any]) -> int:
+    """Steps the refiner runs in refine mode: the last int(refiner_steps x refine_strength) of its schedule."""
+    return img2img_steps(values["refiner_steps"], values["refine_strength"])[1]
+
+
+def check_refine_runs_a_step(values: Mapping[str, Any]) -> None:
+    """Cross-field rule of REFINER: refine mode must leave the refiner at least one step."""
+    if values["enabled"] and values["refiner_mode"] == "refine" and refine_steps_run(values) < 1:
+        minimum = 1 / values["refiner_steps"]
+        raise ParamError(
+            "refine_strength",
+            values["refine_strength"],
+            f"at least 1 / refiner_steps ({minimum:.3g}) so that the refiner runs a step",
+        )
+
+
 # The declarations below are kept one call per parameter, aligned by hand: the formatter would spread each over
 # ten lines of bare positional values.
 # fmt: off
@@ -351,7 +368,7 @@ REFINER = ParamGroup("Post-refiner", (
            infotext="Post-refiner negative aesthetic score"),
     Param("keep_base", bool, True, "Keep the base image", "Save the base image beside the refined one.",
           infotext="Post-refiner keep base"),
-))
+), checks=(check_refine_runs_a_step,))
 
 SDXL = ParamGroup("SDXL", (
     text("base", "Base model", "SDXL base: Hugging Face id, folder or checkpoint file.", SDXL_BASE, infotext="Model"),

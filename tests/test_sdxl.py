@@ -12,7 +12,11 @@ from sd_reimagine.errors import ParamError, ReimagineError  # noqa: E402
 from sd_reimagine.images import open_image  # noqa: E402
 from sd_reimagine.infotext import group_values, parse_infotext  # noqa: E402
 from sd_reimagine.schema import REFINER, SDXL  # noqa: E402
-from sd_reimagine.standalone import sdxl  # noqa: E402
+from sd_reimagine.standalone import latents as latents_module  # noqa: E402
+from sd_reimagine.standalone import (
+    sdxl,  # noqa: E402
+    sdxl_loading,  # noqa: E402
+)
 from sd_reimagine.standalone.tiny import TINY_SDXL_BASE, TINY_SDXL_REFINER, write_tiny_models  # noqa: E402
 
 SIZE, STEPS, SEED, CFG = 64, 4, 1234, 7.0  # CFG: the schema default (diffusers defaults to 5)
@@ -25,7 +29,7 @@ def tiny_models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def relay(tiny_models):
-    return sdxl.load_sdxl_relay(
+    return sdxl_loading.load_sdxl_relay(
         str(tiny_models[TINY_SDXL_BASE]), str(tiny_models[TINY_SDXL_REFINER]), torch.float32, "cpu"
     )
 
@@ -64,7 +68,7 @@ def reference_handoff(relay, seed, switch_at=0.8):
 
 
 def test_refiner_shares_identical_components(relay, tiny_models):
-    shared = sdxl.shareable_components(str(tiny_models[TINY_SDXL_BASE]), str(tiny_models[TINY_SDXL_REFINER]))
+    shared = sdxl_loading.shareable_components(str(tiny_models[TINY_SDXL_BASE]), str(tiny_models[TINY_SDXL_REFINER]))
     assert shared == ("text_encoder_2", "vae")
     assert relay.refiner.text_encoder_2 is relay.base.text_encoder_2
     assert relay.shares_vae
@@ -158,9 +162,16 @@ def test_infotext_round_trips_the_refiner_values(relay):
     assert prompt == "a red fox" and fields["Seed"] == str(SEED) and fields["Model"] == relay.base_name
     refiner_keys = [key for key in fields if key.startswith("Post-refiner")]
     assert "Post-refiner prompt" in refiner_keys and "Post-refiner switch at" in refiner_keys
+    # a handoff records what applies to it: the switch point and the steps each model ran, not refine's keys
+    assert (
+        fields["Post-refiner handoff"]
+        == f"base {job.base_steps} steps (t >= 300), refiner {job.refiner_steps} steps (t < 300)"
+    )
+    assert "Post-refiner strength" not in fields and "Post-refiner steps" not in fields
     parsed = group_values(REFINER, prompt, negative, fields)
     expected = {**values, "refiner": relay.refiner_name}
-    expected.pop("enabled")
+    for name in ("enabled", "refine_strength", "refiner_steps"):
+        expected.pop(name)
     assert parsed == expected
 
 
@@ -170,20 +181,21 @@ def test_bridge_taken_for_foreign_input_skipped_for_sdxl_latents(relay):
     refined = relay.refine_image(image, refiner_values(), seed=SEED, prompt="a red fox", output_type="np")
     assert refined.bridged and refined.images[0].image.shape == (SIZE, SIZE, 3)
     latents = relay_latents(relay)
-    same = sdxl.refine_latents(relay.refiner, latents, relay.base.vae, refiner_values(), seed=SEED, prompt="fox")
-    assert not same.bridged
+    same = sdxl.refine_latents(
+        relay.refiner, latents, "sdxl", relay.base.vae, refiner_values(), seed=SEED, prompt="fox"
+    )
+    assert not same.bridged and "Post-refiner bridge" not in same.images[0].infotext
     foreign_vae = other_vae()
-    foreign = sdxl.refine_latents(relay.refiner, latents, foreign_vae, refiner_values(), seed=SEED, prompt="fox")
+    foreign = sdxl.refine_latents(relay.refiner, latents, "sd", foreign_vae, refiner_values(), seed=SEED, prompt="fox")
     assert foreign.bridged
     assert "Post-refiner strength" in foreign.images[0].infotext
+    assert "Post-refiner bridge: pixels (base and refiner latent spaces differ)" in foreign.images[0].infotext
 
 
 def test_bridge_latents_round_trips_through_pixels(relay):
     latents = relay_latents(relay)
-    bridged = sdxl.bridge_latents(latents, relay.base.vae, relay.refiner.vae)
+    bridged = latents_module.bridge_latents(latents, relay.base.vae, relay.refiner.vae)
     assert bridged.shape == latents.shape
-    assert sdxl.same_latent_space(relay.base.vae, relay.refiner.vae)
-    assert not sdxl.same_latent_space(other_vae(), relay.refiner.vae)
 
 
 def test_webui_sampler_with_karras_runs_and_leaves_loaded_schedulers(relay):
@@ -257,7 +269,7 @@ def other_vae():
 
 
 def test_refine_only_relay_refines_images_and_refuses_jobs(tiny_models, relay):
-    refine_only = sdxl.load_sdxl_relay(None, str(tiny_models[TINY_SDXL_REFINER]), torch.float32, "cpu")
+    refine_only = sdxl_loading.load_sdxl_relay(None, str(tiny_models[TINY_SDXL_REFINER]), torch.float32, "cpu")
     image = open_image(job_to_pil(run_np(relay, refiner=refiner_values(enabled=False))))
     job = refine_only.refine_image(image, refiner_values(), seed=SEED, prompt="a red fox")
     assert job.bridged and job.images[0].image.size == (SIZE, SIZE)

@@ -64,7 +64,7 @@ class Session:
 
     def relay(self, base: str | None, refiner: str | None):
         """An SDXL base + refiner relay (refiner sharing the base's text encoder 2 and VAE when identical)."""
-        from .sdxl import load_sdxl_relay
+        from .sdxl_loading import load_sdxl_relay
 
         def load():
             return load_sdxl_relay(

@@ -1,0 +1,192 @@
+"""The SDXL refiner post-step, decided once: what each model runs, what crosses between them, what is kept, and
+the infotext of every output. Both hosts build `BaseFacts`, call `plan_refiner`, execute the plan and report the
+handoff split back through `RefinerPlan.split`; neither decides a rule of its own.
+
+Rules (one place each):
+- handoff: on the base's noise schedule, the base runs every step that starts at or above the switch level (training
+  timestep `round(1000 - 1000 * switch_at)`: diffusers' `denoising_end`), the refiner runs the rest of the same
+  schedule without new noise; each model gets at least one step. Both samplers must be able to stop and continue a
+  schedule (a host fact: k-diffusion samplers in the WebUI, any diffusers scheduler standalone).
+- refine: the refiner runs the last `int(refiner_steps * refine_strength)` steps of a `refiner_steps` schedule
+  (diffusers' img2img count), at least one, from the base's finished output with fresh seeded noise.
+- hand-over: latents cross unchanged only when the base output is latents in the SDXL latent space; SD 1.x/2.x
+  latents, decoded pixels (hires fix) and existing images cross as pixels (base VAE decode, refiner VAE encode).
+- kept base image (keep_base, only when the refiner ran): the finished base (refine) or the base's estimate at the
+  switch point (handoff), with the job's infotext plus `Post-refiner output: base`.
+- refiner prompt, negative prompt, sampler and schedule type left empty take the base's.
+- infotext: the keys of the job's mode only (handoff: switch point and the steps each model ran; refine: strength,
+  schedule steps and the steps run); pasting it back gives the job's values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .checkpoints import check_role
+from .errors import ParamError
+from .infotext import group_fields, group_values
+from .schedule import switch_timestep
+from .schema import REFINER, ParamGroup, refine_steps_run, refiner_or_base
+
+KEY = REFINER["refiner"].infotext  # "Post-refiner": its presence marks an infotext written with the post-step
+NOTE_KEY = "Post-refiner note"
+BRIDGE_KEY = "Post-refiner bridge"
+HANDOFF_KEY = "Post-refiner handoff"
+RUN_KEY = "Post-refiner steps run"
+OUTPUT_KEY = "Post-refiner output"
+BASE_OUTPUT = "base"
+
+LATENTS, PIXELS = "latents", "pixels"
+SDXL_SPACE = "sdxl"
+MODE_KEYS = {  # infotext keys that only one mode writes
+    "handoff": ("switch_at",),
+    "refine": ("refine_strength", "refiner_steps"),
+}
+LEVEL_TOLERANCE = 1e-5  # float32 sigmas vs float64 ones of the same timestep
+
+
+@dataclass(frozen=True)
+class BaseFacts:
+    """What a host knows about the base pass and the refiner before the refiner runs."""
+
+    prompt: str
+    negative_prompt: str
+    sampler: str
+    schedule_type: str
+    latent_space: str  # "sdxl", "sd", or "pixels" when the base output is already decoded (hires fix, an image)
+    refiner_kind: str  # checkpoint kind of the refiner (sd_reimagine.checkpoints)
+    samplers_continue: bool = True  # base and refiner samplers can stop at a level and continue one schedule
+    bridge_reason: str = ""  # why the output is pixels, when latent_space is "pixels"
+
+
+@dataclass(frozen=True)
+class HandoffSplit:
+    """Steps each model ran in a handoff."""
+
+    base_steps: int
+    refiner_steps: int
+    switch_timestep: int
+
+    def describe(self) -> str:
+        cutoff = self.switch_timestep
+        return f"base {self.base_steps} steps (t >= {cutoff}), refiner {self.refiner_steps} steps (t < {cutoff})"
+
+
+@dataclass(frozen=True)
+class RefinerPlan:
+    """What the post-step does for one job."""
+
+    values: dict[str, Any]  # checked refiner values
+    refiner: str  # the refiner's name as the infotext records it
+    prompt: str
+    negative_prompt: str
+    sampler: str
+    schedule_type: str
+    handover: str  # LATENTS or PIXELS
+    bridge_reason: str = ""
+    steps_run: int = 0  # refine: steps the refiner runs (handoff: known after `split`)
+    note: str = ""
+
+    @property
+    def mode(self) -> str:
+        return self.values["refiner_mode"]
+
+    @property
+    def keep_base(self) -> bool:
+        return bool(self.values["keep_base"])
+
+    @property
+    def schedule_steps(self) -> int:
+        """Refine: length of the refiner's schedule (it runs the last `steps_run` of them)."""
+        return self.values["refiner_steps"]
+
+    @property
+    def refine_start(self) -> int:
+        """Refine: index in the refiner's schedule of the first step run."""
+        return self.schedule_steps - self.steps_run
+
+    @property
+    def switch_timestep(self) -> int:
+        return switch_timestep(self.values["switch_at"])
+
+    def split(
+        self,
+        levels: Sequence[float],
+        switch_level: float,
+        start: int = 0,
+        refiner_levels: Sequence[float] | None = None,
+    ) -> HandoffSplit:
+        """Handoff on a schedule: `levels` are the starting noise levels (timesteps or sigmas, decreasing) of the
+        base's steps from the schedule's start, `switch_level` the level of the switch timestep, `start` the first
+        step the base runs (img2img). `refiner_levels`: the refiner's own schedule, when its sampler makes another
+        one (it runs the steps below the switch level). Raises ParamError when a model would get no step."""
+        threshold = float(switch_level) * (1 - LEVEL_TOLERANCE)
+        base_end = max(sum(1 for level in levels if float(level) >= threshold), start)
+        refiner_steps = len(levels) - base_end
+        if refiner_levels is not None:
+            refiner_steps = sum(1 for level in refiner_levels if float(level) < threshold)
+        split = HandoffSplit(base_end - start, refiner_steps, self.switch_timestep)
+        if split.base_steps < 1 or split.refiner_steps < 1:
+            who = "the base" if split.base_steps < 1 else "the refiner"
+            raise ParamError(
+                "switch_at", self.values["switch_at"], f"a switch point that leaves {who} at least one step"
+            )
+        return split
+
+    def fields(self, split: HandoffSplit | None = None) -> dict[str, Any]:
+        """The `Post-refiner ...` infotext fields of a refined image (`split`: the handoff as it ran)."""
+        skipped = {key for mode, keys in MODE_KEYS.items() if mode != self.mode for key in keys}
+        values = {k: v for k, v in self.values.items() if k not in skipped}
+        fields = {k: v for k, v in group_fields(REFINER, {**values, "refiner": self.refiner}).items() if v != ""}
+        if self.mode == "handoff" and split is not None:
+            fields[HANDOFF_KEY] = split.describe()
+        if self.mode == "refine":
+            fields[RUN_KEY] = self.steps_run
+        if self.handover == PIXELS:
+            fields[BRIDGE_KEY] = f"pixels ({self.bridge_reason})"
+        if self.note:
+            fields[NOTE_KEY] = self.note
+        return fields
+
+    def base_fields(self, split: HandoffSplit | None = None) -> dict[str, Any]:
+        """Infotext fields of the kept base image: the job's, tagged as the base output."""
+        return {**self.fields(split), OUTPUT_KEY: BASE_OUTPUT}
+
+
+def plan_refiner(values: Mapping[str, Any], facts: BaseFacts, refiner_name: str, note: str = "") -> RefinerPlan:
+    """The plan of an enabled post-step from checked values and the host's facts; ParamError names a bad value."""
+    values = dict(values)
+    check_role("refiner", refiner_name or values["refiner"], facts.refiner_kind, "refiner")
+    if values["refiner_mode"] == "handoff" and not facts.samplers_continue:
+        raise ParamError(
+            "refiner_mode",
+            "handoff",
+            f"'refine' with sampler {facts.sampler!r}: handoff needs samplers that can stop and continue one "
+            "schedule (Euler, Euler a, DPM++ 2M, ...)",
+        )
+    handover = LATENTS if facts.latent_space == SDXL_SPACE else PIXELS
+    reason = facts.bridge_reason or ("base and refiner latent spaces differ" if handover == PIXELS else "")
+    return RefinerPlan(
+        values=values,
+        refiner=refiner_name or values["refiner"],
+        prompt=refiner_or_base(values, "refiner_prompt", facts.prompt),
+        negative_prompt=refiner_or_base(values, "refiner_negative_prompt", facts.negative_prompt),
+        sampler=refiner_or_base(values, "refiner_sampler", facts.sampler),
+        schedule_type=refiner_or_base(values, "refiner_schedule_type", facts.schedule_type),
+        handover=handover,
+        bridge_reason=reason,
+        steps_run=refine_steps_run(values) if values["refiner_mode"] == "refine" else 0,
+        note=note,
+    )
+
+
+def pasted_refiner_values(group: ParamGroup, fields: Mapping[str, str]) -> dict[str, Any] | None:
+    """The post-step's values from an infotext's fields (None: the image was not refined)."""
+    if KEY not in fields:
+        return None
+    values = {**group.defaults(), "refiner_prompt": "", "refiner_negative_prompt": ""}
+    values.update(group_values(group, "", "", fields))
+    values["enabled"] = True
+    return values
