@@ -2,7 +2,7 @@
 
 from modules import script_callbacks, scripts
 
-from sd_reimagine.webui import refiner, xyz
+from sd_reimagine.webui import refiner, refiner_ui, xyz
 
 
 class ReimagineRefinerScript(scripts.Script):
@@ -17,7 +17,7 @@ class ReimagineRefinerScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
-        components, self.infotext_fields = refiner.build_ui(self.elem_id("reimagine_refiner"))
+        components, self.infotext_fields = refiner_ui.build_ui(self.elem_id("reimagine_refiner"))
         return components
 
     def before_process(self, p, *args):

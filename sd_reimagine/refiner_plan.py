@@ -38,6 +38,7 @@ RUN_KEY = "Post-refiner steps run"
 OUTPUT_KEY = "Post-refiner output"
 BASE_OUTPUT = "base"
 
+BUILTIN_OFF = "built-in refiner {name} off for this job (the post-step runs instead)"
 LATENTS, PIXELS = "latents", "pixels"
 SDXL_SPACE = "sdxl"
 MODE_KEYS = {  # infotext keys that only one mode writes
@@ -57,8 +58,9 @@ class BaseFacts:
     schedule_type: str
     latent_space: str  # "sdxl", "sd", or "pixels" when the base output is already decoded (hires fix, an image)
     refiner_kind: str  # checkpoint kind of the refiner (sd_reimagine.checkpoints)
-    samplers_continue: bool = True  # base and refiner samplers can stop at a level and continue one schedule
+    stuck_sampler: str = ""  # a sampler of the job that cannot stop and continue a schedule ("": all can)
     bridge_reason: str = ""  # why the output is pixels, when latent_space is "pixels"
+    builtin_refiner: str = ""  # the host's own refiner, when the job also asks for it
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,11 @@ class RefinerPlan:
         return self.schedule_steps - self.steps_run
 
     @property
+    def builtin_off(self) -> bool:
+        """Whether the host must switch its own refiner off for this job."""
+        return bool(self.note)
+
+    @property
     def switch_timestep(self) -> int:
         return switch_timestep(self.values["switch_at"])
 
@@ -155,16 +162,19 @@ class RefinerPlan:
         return {**self.fields(split), OUTPUT_KEY: BASE_OUTPUT}
 
 
-def plan_refiner(values: Mapping[str, Any], facts: BaseFacts, refiner_name: str, note: str = "") -> RefinerPlan:
-    """The plan of an enabled post-step from checked values and the host's facts; ParamError names a bad value."""
+def plan_refiner(values: Mapping[str, Any], facts: BaseFacts, refiner_name: str) -> RefinerPlan:
+    """The plan of an enabled post-step from checked values and the host's facts; ParamError names a bad value.
+
+    The host's own refiner, when also asked for, is switched off for the job: the post-step runs (`builtin_off`).
+    """
     values = dict(values)
     check_role("refiner", refiner_name or values["refiner"], facts.refiner_kind, "refiner")
-    if values["refiner_mode"] == "handoff" and not facts.samplers_continue:
+    if values["refiner_mode"] == "handoff" and facts.stuck_sampler:
         raise ParamError(
             "refiner_mode",
             "handoff",
-            f"'refine' with sampler {facts.sampler!r}: handoff needs samplers that can stop and continue one "
-            "schedule (Euler, Euler a, DPM++ 2M, ...)",
+            f"'refine' with sampler {facts.stuck_sampler!r}: handoff needs samplers that stop and continue one "
+            "schedule (k-diffusion samplers: Euler, Euler a, DPM++ 2M, ...)",
         )
     handover = LATENTS if facts.latent_space == SDXL_SPACE else PIXELS
     reason = facts.bridge_reason or ("base and refiner latent spaces differ" if handover == PIXELS else "")
@@ -178,7 +188,7 @@ def plan_refiner(values: Mapping[str, Any], facts: BaseFacts, refiner_name: str,
         handover=handover,
         bridge_reason=reason,
         steps_run=refine_steps_run(values) if values["refiner_mode"] == "refine" else 0,
-        note=note,
+        note=BUILTIN_OFF.format(name=facts.builtin_refiner) if facts.builtin_refiner else "",
     )
 
 

@@ -117,7 +117,8 @@ def test_handoff_positional_form(webui, plain_base):
 def test_handoff_and_refine_differ_and_repeat(webui):
     handoff_a, _ = job(webui, post_step("handoff", keep_base=False))
     handoff_b, _ = job(webui, post_step("handoff", keep_base=False))
-    refine, _ = job(webui, post_step("refine", keep_base=False))
+    # strength 0.6: the refiner runs 12 of 20 steps (tiny models at 0.3 stay within 1/255 of the handoff)
+    refine, _ = job(webui, post_step("refine", keep_base=False, refine_strength=0.6))
     assert np.array_equal(handoff_a[0], handoff_b[0])
     assert np.abs(handoff_a[0] - refine[0]).mean() > 1.0
 
