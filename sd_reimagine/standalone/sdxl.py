@@ -21,11 +21,11 @@ from ..images import InputImage
 from ..infotext import job_infotext, parse_infotext, write_infotext
 from ..mixing import image_seeds, resolve_seed
 from ..refiner_plan import PIXELS, SDXL_SPACE, BaseFacts, HandoffSplit, RefinerPlan, plan_refiner
+from ..reimagine_plan import GeneratedImage
 from ..schedule import switch_timestep
 from ..schema import REFINER, SDXL
 from .latents import bridge_latents, decode_images, encode_pixels
 from .schedulers import make_scheduler
-from .unclip import GeneratedImage
 
 ProgressFn = Callable[[int, int], None]
 StopFn = Callable[[], bool]

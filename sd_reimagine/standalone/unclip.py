@@ -10,38 +10,21 @@ import torch
 
 from ..images import InputImage
 from ..infotext import job_infotext
-from ..mixing import (
-    Reference,
-    active_references,
-    draw_embedding_noise,
-    image_seeds,
-    lineage_of,
-    mixed_conditioning,
-    resolve_seed,
+from ..mixing import Reference
+from ..reimagine_plan import (
+    GeneratedImage,
+    ReimagineFacts,
+    ReimaginePlan,
+    VariationResult,
+    conditioning_for_seed,
+    plan_reimagine,
 )
 from ..schedule import img2img_steps
 from ..schema import REIMAGINE
 from .schedulers import make_scheduler
 
 ProgressFn = Callable[[int, int], None]
-
-
-@dataclass
-class GeneratedImage:
-    """One output image with the seed and infotext that reproduce it."""
-
-    image: Any
-    seed: int
-    infotext: str
-
-
-@dataclass
-class VariationJob:
-    """What one Reimagine job returns: images in seed order, and whether the user interrupted it."""
-
-    images: list[GeneratedImage]
-    values: dict[str, Any]
-    interrupted: bool = False
+VariationJob = VariationResult  # the name the standalone host used before the result type moved into the core
 
 
 @dataclass
@@ -84,32 +67,29 @@ class UnclipVariations:
         progress: ProgressFn | None = None,
         should_stop: Callable[[], bool] | None = None,
         output_type: str = "pil",
-    ) -> VariationJob:
-        # 1. Check inputs
-        values = REIMAGINE.validate(values)
-        values["seed"] = resolve_seed(values["seed"])
-        active = active_references(references)
-        seeds = image_seeds(values["seed"], values["n"])
+    ) -> VariationResult:
+        # 1. Check inputs and plan the job (seeds, batches, start, infotext)
+        plan = plan_reimagine(values, references, ReimagineFacts(self.model_name, self.max_batch))
+        values = plan.values
         do_cfg = values["cfg_scale"] > 1.0
         # 2. Encode prompt and references (cached)
         prompt_embeds, negative_embeds = self.encode_prompt(values["prompt"], values["negative_prompt"], do_cfg)
-        embeds = torch.cat([self.encode_image(r.image) for r in active])
-        init_latents = self.encode_structure(active[0].image, values) if values["structure_strength"] else None
-        # 3. Sample in batches of at most max_batch images
-        lineage = lineage_of(active).fields()
+        embeds = torch.cat([self.encode_image(r.image) for r in plan.references])
+        init_latents = self.encode_structure(plan.references[0].image, values) if plan.denoise < 1.0 else None
+        # 3. Sample batch by batch as planned
+        fields = plan.fields()
         images, interrupted = [], False
-        for start in range(0, len(seeds), self.max_batch):
-            batch_seeds = seeds[start : start + self.max_batch]
+        for batch_seeds in plan.batches:
             batch, interrupted = self.sample_batch(
-                batch_seeds, active, embeds, prompt_embeds, negative_embeds, init_latents, values, progress, should_stop
+                batch_seeds, plan, embeds, prompt_embeds, negative_embeds, init_latents, progress, should_stop
             )
             for seed, image in zip(batch_seeds, self.decode(batch, output_type), strict=True):
-                infotext = job_infotext(REIMAGINE, values, seed, self.model_name, lineage)
+                infotext = job_infotext(REIMAGINE, values, seed, self.model_name, fields)
                 images.append(GeneratedImage(image, seed, infotext))
             if interrupted:
                 break
         self.caches.trim()
-        return VariationJob(images, values, interrupted)
+        return VariationResult(images, values, interrupted)
 
     def encode_prompt(self, prompt: str, negative_prompt: str, do_cfg: bool):
         key = (prompt, negative_prompt, do_cfg)
@@ -144,32 +124,36 @@ class UnclipVariations:
         latents = self.pipe.vae.encode(pixels).latent_dist.mode()
         return latents * self.pipe.vae.config.scaling_factor
 
-    def conditioning(self, generator, active, embeds, values) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class conditioning of one image and its first latent noise, both drawn from the image's generator."""
+    def conditioning(self, generator, plan: ReimaginePlan, embeds) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class conditioning of one image and its first latent noise, both drawn from the image's generator (in
+        diffusers' order: embedding noise first)."""
         from diffusers.utils.torch_utils import randn_tensor
 
-        noises = draw_embedding_noise((1, embeds.shape[1]), len(active), generator, embeds.dtype, self.device)
+        values = plan.values
         level = values["noise_level"]
 
         def augment(e: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
             return self.pipe.noise_image_embeddings(e, level, noise=n)
 
-        cond = mixed_conditioning(embeds, [r.weight for r in active], noises, augment, values["image_text_mix"])
+        cond = conditioning_for_seed(embeds, plan, generator, augment, embeds.dtype)
         scale = self.pipe.vae_scale_factor
         shape = (1, self.pipe.unet.config.in_channels, values["height"] // scale, values["width"] // scale)
         noise = randn_tensor(shape, generator=generator, device=self.device, dtype=self.dtype)
         return cond, noise
 
-    def sample_batch(self, seeds, active, embeds, prompt_embeds, negative_embeds, init_latents, values, progress, stop):
+    def sample_batch(
+        self, seeds, plan: ReimaginePlan, embeds, prompt_embeds, negative_embeds, init_latents, progress, stop
+    ):
         """Denoise one batch; returns (latents, interrupted)."""
+        values = plan.values
         generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
-        conds, noises = zip(*(self.conditioning(g, active, embeds, values) for g in generators), strict=True)
+        conds, noises = zip(*(self.conditioning(g, plan, embeds) for g in generators), strict=True)
         cond, noise = torch.cat(conds), torch.cat(noises)
         scheduler = make_scheduler(self.pipe.scheduler, values["sampler"], values["schedule_type"])
         scheduler.set_timesteps(values["steps"], device=self.device)
         timesteps = scheduler.timesteps
         if init_latents is not None:
-            start, _ = img2img_steps(values["steps"], 1.0 - values["structure_strength"])
+            start, _ = img2img_steps(values["steps"], plan.denoise)
             timesteps = timesteps[start * scheduler.order :]
             if hasattr(scheduler, "set_begin_index"):
                 scheduler.set_begin_index(start * scheduler.order)
