@@ -213,3 +213,65 @@ def test_standalone_bridge_carries_the_planned_infotext(relay, spec):
     facts = sdxl.base_facts(spec.base_values(), spec.space, sdxl.refiner_kind(relay.refiner))
     plan = plan_refiner(REFINER.validate(values), facts, "")
     assert job.bridged and post_refiner_fields(job.images[0].infotext) == planned(plan.fields())
+
+
+# --- Reimagine -------------------------------------------------------------------------------------------------
+
+REIMAGINE_SPECS = [
+    ("one reference", [1.0], {}),
+    ("three weighted references", [1.0, 0.5, 2.0], {}),
+    ("a weight-0 reference is dropped", [1.0, 0.0, 1.0], {}),
+    ("image/text mix", [1.0], {"image_text_mix": 0.5, "prompt": "a red fox"}),
+    ("image only at noise level 300", [1.0], {"noise_level": 300}),
+    ("structure strength", [1.0, 1.0], {"structure_strength": 0.5}),
+    ("n above the batch", [1.0], {"n": 5}),
+]
+
+
+def reimagine_references(weights):
+    from sd_reimagine.images import open_image
+
+    from .conftest import noise_image
+
+    return [(open_image(noise_image(index, (32, 32))), weight) for index, weight in enumerate(weights)]
+
+
+def reimagine_values(extra):
+    return {"seed": 11, "steps": 2, "width": 64, "height": 64, "n": 2, **extra}
+
+
+@pytest.mark.parametrize(("name", "weights", "extra"), REIMAGINE_SPECS, ids=[s[0] for s in REIMAGINE_SPECS])
+def test_both_hosts_plan_the_same_reimagine_job(name, weights, extra):
+    from sd_reimagine.reimagine_plan import ReimagineFacts, plan_reimagine
+
+    references = reimagine_references(weights)
+    standalone = plan_reimagine(reimagine_values(extra), references, ReimagineFacts("tiny-unclip", 4))
+    webui = plan_reimagine(reimagine_values(extra), references, ReimagineFacts("tiny-unclip", 2, uneven_batches=False))
+    assert standalone.fields() == webui.fields() and standalone.seeds == webui.seeds
+    assert [s for batch in standalone.batches for s in batch] == list(standalone.seeds)
+    assert [s for batch in webui.batches for s in batch] == list(webui.seeds)
+    assert len({len(batch) for batch in webui.batches}) == 1  # the WebUI runs equal batches
+    assert sum(r.weight for r in standalone.references) == pytest.approx(1.0)
+    assert len(standalone.references) == sum(1 for w in weights if w > 0)
+
+
+@pytest.mark.parametrize(("name", "weights", "extra"), REIMAGINE_SPECS, ids=[s[0] for s in REIMAGINE_SPECS])
+def test_standalone_reimagine_images_carry_the_planned_infotext(unclip_pipe, name, weights, extra):
+    from sd_reimagine.infotext import parse_infotext
+    from sd_reimagine.reimagine_plan import ReimagineFacts, plan_reimagine
+    from sd_reimagine.standalone.unclip import UnclipVariations
+
+    references = reimagine_references(weights)
+    runner = UnclipVariations(unclip_pipe, "tiny-unclip", max_batch=4)
+    job = runner([_ref(r) for r in references], reimagine_values(extra), output_type="np")
+    plan = plan_reimagine(reimagine_values(extra), references, ReimagineFacts("tiny-unclip", 4))
+    assert [g.seed for g in job.images] == list(plan.seeds)
+    for image in job.images:
+        fields = parse_infotext(image.infotext)[2]
+        assert {k: v for k, v in fields.items() if k.startswith("Reimagine")} == planned(plan.fields())
+
+
+def _ref(pair):
+    from sd_reimagine.mixing import Reference
+
+    return Reference(*pair)

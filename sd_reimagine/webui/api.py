@@ -96,7 +96,7 @@ def register(app) -> None:
         except ReimagineError as exc:
             raise unprocessable(error_location(exc), str(exc)) from None
         return {
-            "images": [encode_png(im, info) for im, info in zip(result.images, result.infotexts, strict=True)],
+            "images": [encode_png(image.image, image.infotext) for image in result.images],
             "seeds": result.seeds,
             "parameters": result.values,
             "info": result.infotexts,

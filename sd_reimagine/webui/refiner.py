@@ -33,6 +33,7 @@ from ..refiner_plan import (
 from ..schedule import sigma_at_timestep
 from ..schema import REFINER, ParamGroup
 from . import swap
+from .host import HostLists, live_lists
 from .refiner_job import JOB_ATTR, Handoff, RefinerJob, _FailedSamples, fail_job, job_error, live_facts
 from .refiner_step import base_image, run_post_step
 
@@ -45,32 +46,34 @@ AESTHETIC_OPTIONS = ("sdxl_refiner_high_aesthetic_score", "sdxl_refiner_low_aest
 # --- parameters --------------------------------------------------------------------------------------------------
 
 
-def webui_group() -> ParamGroup:
+def webui_group(lists: HostLists | None = None) -> ParamGroup:
     """REFINER with the WebUI's sampler and schedule-type names and the first detected SDXL refiner as default."""
-    from modules import sd_samplers, sd_schedulers
-
-    samplers = ("",) + tuple(sd_samplers.visible_sampler_names())
-    schedules = ("",) + tuple(s.label for s in sd_schedulers.schedulers)
+    lists = lists or live_lists()
+    samplers = ("", *lists.samplers)
+    schedules = ("", *lists.schedule_types)
     group = REFINER.replace(REFINER["refiner_sampler"].with_choices(samplers, ""))
     group = group.replace(group["refiner_schedule_type"].with_choices(schedules, ""))
-    return group.replace(group["refiner"].with_default(default_refiner()))
+    return group.replace(group["refiner"].with_default(default_refiner(lists)))
 
 
-def default_refiner() -> str:
+def default_refiner(lists: HostLists) -> str:
     """Title of the first checkpoint detected as SDXL refiner, or '' when there is none."""
-    titles = swap.list_checkpoints_by_kind().get("sdxl-refiner", [])
+    titles = lists.checkpoints_by_kind.get("sdxl-refiner", [])
     return sorted(titles, key=str.casefold)[0] if titles else ""
 
 
 def script_values(
-    args: Sequence[Any], overrides: Mapping[str, Any] | None = None, strict: bool = False
+    args: Sequence[Any],
+    overrides: Mapping[str, Any] | None = None,
+    strict: bool = False,
+    lists: HostLists | None = None,
 ) -> dict[str, Any]:
     """Script arguments (positional in schema order, or one dict with the schema names) -> checked values.
 
     strict (API requests): the dict form must follow the JSON schema's types; the positional form also carries the
     UI's own component values, so it is converted as the UI's are.
     """
-    group = webui_group()
+    group = webui_group(lists)
     json_object = len(args) >= 1 and isinstance(args[0], Mapping)
     if json_object:
         given = dict(args[0])
@@ -84,9 +87,9 @@ def script_values(
     return values
 
 
-def pasted_values(fields: Mapping[str, str]) -> dict[str, Any] | None:
+def pasted_values(fields: Mapping[str, str], lists: HostLists | None = None) -> dict[str, Any] | None:
     """Values for the controls from pasted infotext fields; None when the infotext has no post-step."""
-    return pasted_refiner_values(webui_group(), fields)
+    return pasted_refiner_values(webui_group(lists), fields)
 
 
 # --- hooks -------------------------------------------------------------------------------------------------------

@@ -129,8 +129,8 @@ def webui_facts(
 
 def live_facts(p, values: Mapping[str, Any], info, base_model=None, pixels_reason: str = "") -> BaseFacts:
     """webui_facts with the running WebUI's sampler list and the refiner file's kind."""
-    from modules import sd_samplers_kdiffusion
+    from .host import live_lists
 
     is_sdxl = None if base_model is None else bool(getattr(base_model, "is_sdxl", False))
-    continuing = sd_samplers_kdiffusion.k_diffusion_samplers_map
+    continuing = live_lists().continuing_samplers
     return webui_facts(p, values, swap.checkpoint_kind(info.filename), continuing, is_sdxl, pixels_reason)

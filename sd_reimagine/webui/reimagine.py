@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -15,34 +15,29 @@ import torch
 
 from ..errors import ModelNotAvailableError, ParamError
 from ..images import InputImage
-from ..infotext import group_fields
-from ..mixing import Reference, active_references, draw_embedding_noise, lineage_of, mixed_conditioning, resolve_seed
+from ..reimagine_plan import (
+    FIRST_REFERENCE,
+    GeneratedImage,
+    ReimagineFacts,
+    ReimaginePlan,
+    VariationResult,
+    conditioning_for_seed,
+    plan_reimagine,
+)
 from ..schema import DEFAULT_SAMPLER, REIMAGINE, ParamGroup
 from . import settings
+from .host import HostLists, live_lists
 from .swap import SWAP_TIMES, checkpoint_kind, resolve_for_role, swapped_model
 
 CLIP_L_FILE = "ViT-L-14.pt"
 MODEL_TOOLTIP = "WebUI checkpoint title, name or hash (empty: the Reimagine setting, else the first unCLIP found)."
 
 
-@dataclass
-class ReimagineResult:
-    """What one job returns: images in seed order, their seeds and infotexts, the checked values, timings."""
-
-    images: list
-    seeds: list[int]
-    infotexts: list[str]
-    values: dict[str, Any]
-    timings: dict[str, float] = field(default_factory=dict)
-    interrupted: bool = False
-
-
-def host_group() -> ParamGroup:
+def host_group(lists: HostLists | None = None) -> ParamGroup:
     """REIMAGINE with the WebUI's samplers and schedule types, and the model defaulting to the setting."""
-    from modules import sd_samplers, sd_schedulers
-
-    samplers = [DEFAULT_SAMPLER, *sd_samplers.visible_sampler_names()]
-    schedules = [s.label for s in sd_schedulers.schedulers]
+    lists = lists or live_lists()
+    samplers = [DEFAULT_SAMPLER, *lists.samplers]
+    schedules = list(lists.schedule_types)
     model = replace(REIMAGINE["model"], default="", label="unCLIP checkpoint", tooltip=MODEL_TOOLTIP)
     group = REIMAGINE.replace(model)
     sampler = replace(REIMAGINE["sampler"], tooltip=f"'{DEFAULT_SAMPLER}' is the WebUI's default sampler.")
@@ -75,12 +70,10 @@ def noise_augment(noise_augmentor, noise_level: int):
 
 
 class ReimagineConditioning:
-    """The weighted, noise-augmented image embedding of each image, its noise drawn from that image's seed."""
+    """Each image's conditioning as the core plans it, on the model's own embedder and noise augmentor."""
 
-    def __init__(self, references: Sequence[Reference], noise_level: int, image_text_mix: float = 0.0):
-        self.references = list(references)
-        self.noise_level = int(noise_level)
-        self.image_text_mix = float(image_text_mix)
+    def __init__(self, plan: ReimaginePlan):
+        self.plan = plan
         self._embeds: torch.Tensor | None = None
 
     def embeds(self, sd_model) -> torch.Tensor:
@@ -91,7 +84,7 @@ class ReimagineConditioning:
             with torch.no_grad(), devices.autocast():
                 rows = [
                     sd_model.embedder(image_tensor(r.image.image).to(shared.device, dtype=devices.dtype_vae))
-                    for r in self.references
+                    for r in self.plan.references
                 ]
             self._embeds = torch.cat(rows)
         return self._embeds
@@ -99,16 +92,12 @@ class ReimagineConditioning:
     def for_seeds(self, sd_model, seeds: Sequence[int]) -> torch.Tensor:
         """The c_adm conditioning (len(seeds), D + level dim): one row per image seed."""
         embeds = self.embeds(sd_model)
-        augment = noise_augment(sd_model.noise_augmentor, self.noise_level)
-        weights = [r.weight for r in self.references]
-        rows = []
+        augment = noise_augment(sd_model.noise_augmentor, self.plan.values["noise_level"])
         with torch.no_grad():
-            for seed in seeds:
-                generator = torch.Generator(device="cpu").manual_seed(int(seed))
-                noise = draw_embedding_noise(
-                    (1, embeds.shape[1]), len(weights), generator, torch.float32, embeds.device
-                )
-                rows.append(mixed_conditioning(embeds, weights, noise, augment, self.image_text_mix))
+            rows = [
+                conditioning_for_seed(embeds, self.plan, torch.Generator(device="cpu").manual_seed(int(s)), augment)
+                for s in seeds
+            ]
         return torch.cat(rows)
 
 
@@ -175,17 +164,10 @@ def check_clip_l_weights() -> None:
     print(f"Reimagine: unCLIP-L will download OpenAI CLIP ViT-L/14 (~890 MB) into {clip_cache_dir()}")
 
 
-def reimagine_fields(values: dict[str, Any], references: Sequence[Reference]) -> dict[str, Any]:
-    """The `Reimagine ...` infotext keys of a job (the WebUI writes prompt, steps, seed, size, model itself)."""
-    fields = {k: v for k, v in group_fields(REIMAGINE, values).items() if k.startswith("Reimagine")}
-    return {**fields, **lineage_of(references).fields()}
-
-
-def make_processing(references: Sequence[Reference], values: dict[str, Any], save: bool, is_api: bool):
-    """The txt2img (or, with structure strength, img2img) processing of a job; the model must be loaded."""
+def make_processing(plan: ReimaginePlan, save: bool, is_api: bool):
+    """The txt2img (or, starting from the first reference, img2img) processing of a plan; the model is loaded."""
     txt2img_class, img2img_class = processing_classes()
-    n = values["n"]
-    batch = settings.batch_size(n)
+    values = plan.values
     outdir = settings.outdir()
     common = dict(
         prompt=values["prompt"],
@@ -199,24 +181,20 @@ def make_processing(references: Sequence[Reference], values: dict[str, Any], sav
         scheduler=values["schedule_type"],
         width=values["width"],
         height=values["height"],
-        batch_size=batch,
-        n_iter=n // batch,
+        batch_size=len(plan.batches[0]),
+        n_iter=len(plan.batches),
         do_not_save_samples=not save,
         do_not_save_grid=True,
         outpath_samples=outdir,
         outpath_grids=outdir,
     )
-    if values["structure_strength"] > 0:
-        p = img2img_class(
-            init_images=[references[0].image.image],
-            denoising_strength=1.0 - values["structure_strength"],
-            resize_mode=0,
-            **common,
-        )
+    if plan.start == FIRST_REFERENCE:
+        first = plan.references[0].image.image
+        p = img2img_class(init_images=[first], denoising_strength=plan.denoise, resize_mode=0, **common)
     else:
         p = txt2img_class(**common)
-    p.reimagine = ReimagineConditioning(references, values["noise_level"], values["image_text_mix"])
-    p.extra_generation_params.update(reimagine_fields(values, references))
+    p.reimagine = ReimagineConditioning(plan)
+    p.extra_generation_params.update(plan.fields())
     p.is_api = is_api
     return p
 
@@ -230,20 +208,19 @@ def check_loaded_unclip(sd_model, title: str) -> None:
 
 def run_reimagine(
     references: Sequence[tuple[InputImage, float]], values: dict[str, Any], *, save: bool = True, is_api: bool = False
-) -> ReimagineResult:
+) -> VariationResult:
     """One Reimagine job on the chosen unCLIP checkpoint; the user's model is restored afterwards."""
     from modules import processing, shared
 
     started = time.perf_counter()
     values = host_group().validate(values)
-    active = active_references([Reference(image, float(weight)) for image, weight in references])
-    values["seed"] = resolve_seed(values["seed"])
-    values["model"] = values["model"] or settings.default_model()
-    info = check_unclip_checkpoint(values["model"])
+    info = check_unclip_checkpoint(values["model"] or settings.default_model())
+    facts = ReimagineFacts(info.title, settings.batch_limit(), uneven_batches=False)
+    plan = plan_reimagine(values, references, facts, host_group())
     swaps_before = len(SWAP_TIMES)
     with swapped_model(info, field="model"):
         check_loaded_unclip(shared.sd_model, info.title)
-        p = make_processing(active, values, save, is_api)
+        p = make_processing(plan, save, is_api)
         sampling = time.perf_counter()
         with closing(p):
             processed = processing.process_images(p)
@@ -251,13 +228,12 @@ def run_reimagine(
     timings = {"total_s": time.perf_counter() - started, "sampling_s": sampling}
     for record in SWAP_TIMES[swaps_before:]:
         timings[f"{record['action']}_s"] = timings.get(f"{record['action']}_s", 0.0) + record["seconds"]
-    values["model"] = info.title
     count = len(processed.images)
-    return ReimagineResult(
-        images=list(processed.images),
-        seeds=list(processed.all_seeds[:count]),
-        infotexts=list(processed.infotexts[:count]),
-        values=values,
-        timings={k: round(v, 4) for k, v in timings.items()},
-        interrupted=bool(shared.state.interrupted) or count < values["n"],
-    )
+    images = [
+        GeneratedImage(image, seed, text)
+        for image, seed, text in zip(
+            processed.images, processed.all_seeds[:count], processed.infotexts[:count], strict=True
+        )
+    ]
+    interrupted = bool(shared.state.interrupted) or count < values["n"]
+    return VariationResult(images, plan.values, interrupted, {k: round(v, 4) for k, v in timings.items()})

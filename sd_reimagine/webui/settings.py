@@ -65,10 +65,9 @@ def default_model() -> str:
     return titles[0]
 
 
-def batch_size(n: int) -> int:
-    """The largest divisor of n not above the batch-size setting (the WebUI makes batch_size x n_iter images)."""
-    limit = max(1, int(get(BATCH_SIZE, 1) or 1))
-    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+def batch_limit() -> int:
+    """Images sampled together at most (the setting); the core's plan picks the batches."""
+    return max(1, int(get(BATCH_SIZE, 1) or 1))
 
 
 def outdir() -> str:

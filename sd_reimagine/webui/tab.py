@@ -69,7 +69,7 @@ def make_generate(controls: Controls):
             gr.Warning(str(exc))
             return [], "", "", f"<div class='error'>{html.escape(str(exc))}</div>"
         first = result.infotexts[0] if result.infotexts else ""
-        return result.images, generation_info(result), infotext_html(first), ""
+        return [g.image for g in result.images], generation_info(result), infotext_html(first), ""
 
     return generate
 

@@ -12,8 +12,17 @@ import pytest
 from sd_reimagine.refiner_plan import HANDOFF_KEY, OUTPUT_KEY, plan_refiner
 from sd_reimagine.webui.refiner_job import webui_facts
 
-from ..test_conformance import SPECS, WEBUI_CONTINUING, Spec
+from ..test_conformance import (
+    REIMAGINE_SPECS,
+    SPECS,
+    WEBUI_CONTINUING,
+    Spec,
+    planned,
+    reimagine_references,
+    reimagine_values,
+)
 from .test_refiner_webui import BASE, SD15, fields_of, job
+from .test_reimagine_webui import UNCLIP
 
 HANDOFF_RE = re.compile(r"^base (\d+) steps \(t >= (\d+)\), refiner (\d+) steps \(t < (\d+)\)$")
 
@@ -72,3 +81,24 @@ def test_webui_images_carry_the_planned_infotext(webui, spec):
         base = {k: v for k, v in fields_of(infotexts[1]).items() if k.startswith("Post-refiner")}
         base.pop(HANDOFF_KEY, None)
         assert base == {**expected, OUTPUT_KEY: "base"}
+
+
+@pytest.mark.parametrize(("name", "weights", "extra"), REIMAGINE_SPECS, ids=[s[0] for s in REIMAGINE_SPECS])
+def test_webui_reimagine_images_carry_the_planned_infotext(webui, name, weights, extra):
+    import base64
+
+    from sd_reimagine.images import png_bytes
+    from sd_reimagine.infotext import parse_infotext
+    from sd_reimagine.reimagine_plan import ReimagineFacts, plan_reimagine
+
+    references = reimagine_references(weights)
+    images = [{"image": base64.b64encode(png_bytes(r.image)).decode(), "weight": w} for r, w in references]
+    body = {**reimagine_values(extra), "model": UNCLIP, "sampler": "Euler a", "images": images}
+    response = webui.post("/reimagine/v1/variations", json=body)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    plan = plan_reimagine(reimagine_values(extra), references, ReimagineFacts(result["parameters"]["model"], 1, False))
+    assert result["seeds"] == list(plan.seeds)
+    for infotext in result["info"]:
+        fields = parse_infotext(infotext)[2]
+        assert {k: v for k, v in fields.items() if k.startswith("Reimagine")} == planned(plan.fields())

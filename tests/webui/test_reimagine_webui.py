@@ -296,23 +296,24 @@ initialize.initialize()
 import numpy as np, torch
 from PIL import Image
 from sd_reimagine.images import open_image
-from sd_reimagine.mixing import Reference
+from sd_reimagine.reimagine_plan import ReimagineFacts, plan_reimagine
 from sd_reimagine.webui.reimagine import ReimagineConditioning, image_tensor
 from sd_reimagine.webui.swap import swapped_model
 
 image = Image.fromarray((np.random.RandomState(3).rand(72, 56, 3) * 255).astype("uint8"))
 out = {}
+plan = plan_reimagine({"noise_level": 0}, [(open_image(image), 1.0)], ReimagineFacts("tiny-unclip-h"))
 with swapped_model("tiny-unclip-h"):
     model = shared.sd_model
     p = processing.StableDiffusionProcessing()
     for seed in (1234, 99):
-        ours = ReimagineConditioning([Reference(open_image(image), 1.0)], 0).for_seeds(model, [seed])
+        ours = ReimagineConditioning(plan).for_seeds(model, [seed])
         torch.manual_seed(seed)
         with torch.no_grad():
             native = p.unclip_image_conditioning(image_tensor(image).to(shared.device))
         out[seed] = {"equal": bool(torch.equal(ours, native)), "max_abs": float((ours - native).abs().max()),
                      "shape": list(ours.shape), "other_seed_differs": None}
-    a = ReimagineConditioning([Reference(open_image(image), 1.0)], 0).for_seeds(model, [1, 2])
+    a = ReimagineConditioning(plan).for_seeds(model, [1, 2])
     out["seeds_differ"] = bool((a[0] - a[1]).abs().max() > 0)
 print("RESULT " + json.dumps(out))
 """
