@@ -164,14 +164,14 @@ def tokenizer():
     """The tiny models' CLIP tokenizer (written once to a temporary folder)."""
     global _TOKENIZER
     if _TOKENIZER is None:
-        from sd_reimagine.standalone.tiny import make_tokenizer
+        from sd_reimagine.testing.tiny_diffusers import make_tokenizer
 
         _TOKENIZER = make_tokenizer(Path(tempfile.mkdtemp(prefix="bench-tok-")))
     return _TOKENIZER
 
 
 def unclip_pipe(scale: int):
-    from sd_reimagine.standalone.tiny import build_unclip
+    from sd_reimagine.testing.tiny_diffusers import build_unclip
 
     pipe = build_unclip(scale)
     pipe.register_modules(tokenizer=tokenizer())
@@ -180,7 +180,7 @@ def unclip_pipe(scale: int):
 
 
 def sdxl_pair(scale: int):
-    from sd_reimagine.standalone.tiny import build_sdxl_pair
+    from sd_reimagine.testing.tiny_diffusers import build_sdxl_pair
 
     base, refiner = build_sdxl_pair(scale)
     base.register_modules(tokenizer=tokenizer(), tokenizer_2=tokenizer())

@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     pytest.importorskip("diffusers")
-    from sd_reimagine.standalone.tiny import write_tiny_models
+    from sd_reimagine.testing.tiny_diffusers import write_tiny_models
 
     return write_tiny_models(tmp_path_factory.mktemp("tiny-models"))
 

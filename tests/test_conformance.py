@@ -165,7 +165,7 @@ def relay(tiny_models):
     import torch
 
     from sd_reimagine.standalone.sdxl_loading import load_sdxl_relay
-    from sd_reimagine.standalone.tiny import TINY_SDXL_BASE, TINY_SDXL_REFINER
+    from sd_reimagine.testing.tiny_diffusers import TINY_SDXL_BASE, TINY_SDXL_REFINER
 
     relay = load_sdxl_relay(str(tiny_models[TINY_SDXL_BASE]), str(tiny_models[TINY_SDXL_REFINER]), torch.float32, "cpu")
     relay.refiner_name = REFINER_NAME

@@ -17,7 +17,7 @@ from sd_reimagine.standalone import (
     sdxl,  # noqa: E402
     sdxl_loading,  # noqa: E402
 )
-from sd_reimagine.standalone.tiny import TINY_SDXL_BASE, TINY_SDXL_REFINER, write_tiny_models  # noqa: E402
+from sd_reimagine.testing.tiny_diffusers import TINY_SDXL_BASE, TINY_SDXL_REFINER, write_tiny_models  # noqa: E402
 
 SIZE, STEPS, SEED, CFG = 64, 4, 1234, 7.0  # CFG: the schema default (diffusers defaults to 5)
 

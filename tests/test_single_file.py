@@ -22,7 +22,7 @@ def ldm_compatible_unclip():
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPVisionModelWithProjection
 
-    from sd_reimagine.standalone.tiny import build_unclip
+    from sd_reimagine.testing.tiny_diffusers import build_unclip
 
     pipe = build_unclip(scale=2)
     unet = UNet2DConditionModel.from_config({**pipe.unet.config, "norm_num_groups": 32})
@@ -189,7 +189,7 @@ def original():
 def checkpoint_dir(tmp_path_factory, original):
     from safetensors.torch import save_file
 
-    from sd_reimagine.standalone.tiny import make_tokenizer
+    from sd_reimagine.testing.tiny_diffusers import make_tokenizer
 
     folder = tmp_path_factory.mktemp("single-file")
     state = pipeline_to_ldm(original)

@@ -155,11 +155,11 @@ def run_serve(args) -> int:
 
 def run_make_tiny_models(args) -> int:
     if args.webui:
-        from ..webui_tiny import write_webui_tiny_models
+        from ..testing.tiny_webui import write_webui_tiny_models
 
         written = write_webui_tiny_models(args.out_dir)
     else:
-        from .tiny import write_tiny_models
+        from ..testing.tiny_diffusers import write_tiny_models
 
         written = write_tiny_models(args.out_dir, scale=args.scale)
     for path in written.values():

@@ -79,32 +79,59 @@ def _vae(scale: int):
 
 def build_unclip(scale: int = 1):
     """A StableUnCLIPImg2ImgPipeline with tiny random weights (embedding dim 32, v-prediction like SD 2.1)."""
-    from diffusers import DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline, UNet2DConditionModel
-    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
-    from transformers import CLIPImageProcessor, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from diffusers import DDPMScheduler, StableUnCLIPImg2ImgPipeline
+    from transformers import CLIPImageProcessor, CLIPTextModel
 
     embed_dim = 32
+    image_encoder = _unclip_image_encoder(embed_dim)
+    normalizer = _unclip_normalizer(embed_dim)
     torch.manual_seed(0)
-    image_encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=embed_dim,
-            projection_dim=embed_dim,
-            num_hidden_layers=5,
-            num_attention_heads=4,
-            image_size=32,
-            intermediate_size=37,
-            patch_size=1,
-        )
+    text_encoder = CLIPTextModel(_text_config(embed_dim))
+    return StableUnCLIPImg2ImgPipeline(
+        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
+        image_encoder=image_encoder,
+        image_normalizer=normalizer,
+        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
+        tokenizer=None,
+        text_encoder=text_encoder,
+        unet=_unclip_unet(embed_dim, scale),
+        scheduler=_v_prediction_scheduler(),
+        vae=_vae(scale),
     )
+
+
+def _unclip_image_encoder(embed_dim: int):
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(
+        hidden_size=embed_dim,
+        projection_dim=embed_dim,
+        num_hidden_layers=5,
+        num_attention_heads=4,
+        image_size=32,
+        intermediate_size=37,
+        patch_size=1,
+    )
+    return CLIPVisionModelWithProjection(config)
+
+
+def _unclip_normalizer(embed_dim: int):
+    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
+
     torch.manual_seed(0)
     normalizer = StableUnCLIPImageNormalizer(embedding_dim=embed_dim)
     # Random statistics so that normalisation is not the identity, as in the real model.
     normalizer.mean.data = torch.randn(1, embed_dim) * 0.1
     normalizer.std.data = torch.rand(1, embed_dim) + 0.5
+    return normalizer
+
+
+def _unclip_unet(embed_dim: int, scale: int):
+    from diffusers import UNet2DConditionModel
+
     torch.manual_seed(0)
-    text_encoder = CLIPTextModel(_text_config(embed_dim))
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         sample_size=8,
         in_channels=4,
         out_channels=4,
@@ -120,7 +147,13 @@ def build_unclip(scale: int = 1):
         use_linear_projection=True,
         norm_num_groups=8,
     )
-    scheduler = DDIMScheduler(
+
+
+def _v_prediction_scheduler():
+    """DDIM with SD 2.1's v-prediction settings."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
         beta_schedule="scaled_linear",
         beta_start=0.00085,
         beta_end=0.012,
@@ -128,17 +161,6 @@ def build_unclip(scale: int = 1):
         set_alpha_to_one=False,
         steps_offset=1,
         timestep_spacing="leading",
-    )
-    return StableUnCLIPImg2ImgPipeline(
-        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
-        image_encoder=image_encoder,
-        image_normalizer=normalizer,
-        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
-        tokenizer=None,
-        text_encoder=text_encoder,
-        unet=unet,
-        scheduler=scheduler,
-        vae=_vae(scale),
     )
 
 

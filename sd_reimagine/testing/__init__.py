@@ -1,0 +1,1 @@
+"""Builders of tiny random-weight test models (never downloaded): diffusers folders and WebUI checkpoints."""
