@@ -3,8 +3,8 @@
 One WebUI instance (tiny checkpoints, CPU, started by webui_host): ours and the reference alternate after a warm-up.
 a) POST /reimagine/v1/variations vs /sdapi/v1/img2img on the unCLIP checkpoint at denoise 1.0 (the native path);
 b) txt2img batch count 4 on the SDXL base: the post-step in handoff mode vs the built-in refiner, same switch point;
-c) model switch times at sd_checkpoints_limit 2 and 1: ours (the API's timings, the `Reimagine: swap/restore to ... in
-   X s` log lines) vs the WebUI's own switch as its checkpoint dropdown makes it (POST /sdapi/v1/options), per GB too.
+c) model switch times at sd_checkpoints_limit 2 and 1: ours (the swap module's records, GET /reimagine/v1/swaps) vs
+   the WebUI's own switch as its checkpoint dropdown makes it (POST /sdapi/v1/options), per GB too.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ LIMITS = (2, 1)
 FAST_REPS = 3  # job rows (0.1-2 s each, bimodal when a load stalls): this many times --reps
 DROPDOWN = "WebUI checkpoint dropdown (POST /sdapi/v1/options)"
 ANCHOR = "anchor: 2.4 s refiner load + 3.4 s base reload per image (A1111 #13042)"
-OURS_SWITCH = re.compile(r"Reimagine: (swap|restore) to (.+?) in ([0-9.]+) s")
 WEBUI_LOADING = re.compile(r"Loading weights \[.*?\] from (.+)")
 WEBUI_LOADED = re.compile(r"(?:Weights|Model) loaded in ([0-9.]+)s")
 WEBUI_REUSED = re.compile(r"Using already loaded model (.+?): done in ([0-9.]+)s")
@@ -38,11 +37,12 @@ WEBUI_REUSED = re.compile(r"Using already loaded model (.+?): done in ([0-9.]+)s
 
 @dataclass
 class Call:
-    """One HTTP job: its round-trip seconds, the log lines it wrote, and the JSON answer."""
+    """One HTTP job: its round-trip seconds, the log lines it wrote, the JSON answer and our swaps during it."""
 
     seconds: float
     log: str
     body: dict[str, Any]
+    swaps: list[dict[str, Any]] = field(default_factory=list)  # from GET /reimagine/v1/swaps (the swap module)
 
 
 @dataclass
@@ -86,14 +86,18 @@ def log_since(webui, offset: int) -> str:
         return log.read().decode("utf-8", errors="replace")
 
 
+def swaps_after(webui, number: int) -> dict[str, Any]:
+    return webui.get(f"/reimagine/v1/swaps?after={number}").json()
+
+
 def call(webui, path: str, payload: dict[str, Any]) -> Call:
-    offset = log_size(webui)
+    offset, last = log_size(webui), swaps_after(webui, 1 << 62)["last"]
     started = time.perf_counter()
     response = webui.post(path, json=payload)
     seconds = time.perf_counter() - started
     if response.status_code != 200:
         raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:2000]}")
-    return Call(seconds, log_since(webui, offset), response.json())
+    return Call(seconds, log_since(webui, offset), response.json(), swaps_after(webui, last)["swaps"])
 
 
 def user_job() -> dict[str, Any]:
@@ -105,7 +109,7 @@ def call_then_user_job(webui, path: str, payload: dict[str, Any]) -> Call:
     """One timed unit: the job, then a user job (where the native paths pay their switch back to the user's model)."""
     first = call(webui, path, payload)
     second = call(webui, "/sdapi/v1/txt2img", user_job())
-    return Call(first.seconds + second.seconds, first.log + second.log, first.body)
+    return Call(first.seconds + second.seconds, first.log + second.log, first.body, first.swaps + second.swaps)
 
 
 def recorder(webui, path: str, payload: dict[str, Any], then_user_job: bool) -> tuple[Callable[[], None], Runs]:
@@ -133,12 +137,10 @@ def samples(calls: list[Call]) -> list[Sample]:
 
 
 def switches(log: str) -> list[Switch]:
-    """Model switches in a log slice, in order: ours (3 decimals) and the WebUI's own loader lines (1 decimal)."""
+    """The WebUI's own model switches in a log slice, in order (its loader lines, 1 decimal)."""
     found, pending = [], None
     for line in log.splitlines():
-        if match := OURS_SWITCH.search(line):
-            found.append(Switch("ours", match[2], float(match[3]), match[1]))
-        elif match := WEBUI_LOADING.search(line):
+        if match := WEBUI_LOADING.search(line):
             pending = os.path.basename(match[1].strip())
         elif (match := WEBUI_LOADED.search(line)) and pending:
             found.append(Switch("webui", pending, float(match[1]), from_disk=True))
@@ -153,7 +155,8 @@ def webui_switches(calls: list[Call]) -> list[list[Switch]]:
 
 
 def ours_switches(calls: list[Call], action: str) -> list[float]:
-    return [s.seconds for c in calls for s in switches(c.log) if s.source == "ours" and s.action == action]
+    """Seconds of our swaps (or restores) during the calls, as the swap module recorded them."""
+    return [s["seconds"] for c in calls for s in c.swaps if s["action"] == action]
 
 
 def median_or_none(values: list[float]) -> float | None:
@@ -309,7 +312,7 @@ def bench_refiner(webui, settings: Settings, limit: int) -> tuple[dict[str, Any]
         webui, fast(settings), ("/sdapi/v1/txt2img", post_step_body()), ("/sdapi/v1/txt2img", builtin_refiner_body())
     )
     ours_calls, ref_calls = measured(mine, settings), measured(theirs, settings)
-    ours_switch = median_or_none([sum(s.seconds for s in switches(c.log) if s.source == "ours") for c in ours_calls])
+    ours_switch = median_or_none([sum(s["seconds"] for s in c.swaps) for c in ours_calls])
     ref_switch = median_or_none([sum(s.seconds for s in job) for job in webui_switches(ref_calls)])
     note = (
         f"txt2img {BASE}, n_iter {BATCH_COUNT} x batch 1, {SIDE}x{SIDE}, {STEPS} steps, {SAMPLER}, switch {SWITCH_AT} "

@@ -67,7 +67,7 @@ def register(app) -> None:
 
     from .reimagine import host_group
     from .settings import default_model
-    from .swap import list_checkpoints_by_kind, loaded_checkpoint
+    from .swap import list_checkpoints_by_kind, loaded_checkpoint, swap_times_after
 
     def version() -> dict[str, Any]:
         return {"name": "sd-webui-reimagine", "version": __version__, "api": "v1"}
@@ -106,7 +106,11 @@ def register(app) -> None:
 
     app.add_api_route(f"{PREFIX}/version", version, methods=["GET"])
     app.add_api_route(f"{PREFIX}/schema", schema, methods=["GET"])
+    def swaps(after: int = 0) -> dict[str, Any]:
+        return swap_times_after(after)
+
     app.add_api_route(f"{PREFIX}/models", models, methods=["GET"])
+    app.add_api_route(f"{PREFIX}/swaps", swaps, methods=["GET"])
     # The body is read strictly by the core parser; the published schema documents it in /docs.
     request_body = {"required": True, "content": {"application/json": {"schema": request_schema()}}}
     app.add_api_route(f"{PREFIX}/variations", variations, methods=["POST"], openapi_extra={"requestBody": request_body})

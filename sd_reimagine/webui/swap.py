@@ -14,8 +14,9 @@ from ..errors import ParamError, ReimagineError
 
 log = logging.getLogger("sd_reimagine")
 
-SWAP_TIMES: list[dict[str, Any]] = []  # {"action": "swap"|"restore", "to": title, "seconds": s}; newest last
+SWAP_TIMES: list[dict[str, Any]] = []  # {"number", "action": "swap"|"restore"|"recover", "to", "seconds"}
 MAX_SWAP_RECORDS = 200
+_swap_count = 0  # records ever made: `number` of the newest (clients ask for those after a number they saw)
 LIMIT_WARNING = (
     "Settings > Stable Diffusion > 'Maximum number of checkpoints loaded at the same time' is {limit}: every swap to "
     "and from the Reimagine/refiner checkpoint is a full load from disk. Set it to 2 or more to keep both in memory."
@@ -101,7 +102,9 @@ def limit_warning() -> str | None:
 
 
 def _record(action: str, title: str, seconds: float) -> None:
-    SWAP_TIMES.append({"action": action, "to": title, "seconds": round(seconds, 4)})
+    global _swap_count
+    _swap_count += 1
+    SWAP_TIMES.append({"number": _swap_count, "action": action, "to": title, "seconds": round(seconds, 4)})
     del SWAP_TIMES[:-MAX_SWAP_RECORDS]
     print(f"Reimagine: {action} to {title} in {seconds:.3f} s")
 
@@ -235,9 +238,9 @@ def _find(name: str):
         return None
 
 
-def last_swap_times(count: int = 2) -> list[dict[str, Any]]:
-    """The newest swap records (for infotext-free timing reports)."""
-    return list(SWAP_TIMES[-count:])
+def swap_times_after(number: int = 0) -> dict[str, Any]:
+    """The swap records numbered above `number` (the newest 200 at most) and the newest number."""
+    return {"last": _swap_count, "swaps": [dict(r) for r in SWAP_TIMES if r["number"] > number]}
 
 
 def checkpoint_kind(filename: str) -> str:
