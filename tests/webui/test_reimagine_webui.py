@@ -353,3 +353,12 @@ def test_zz_report_swap_timings(webui, capsys):
         for key, values in sorted(TIMINGS.items()):
             values = sorted(values)
             print(f"  {key}: n={len(values)} median {values[len(values) // 2]:.3f} s, max {values[-1]:.3f} s")
+
+
+def test_swap_times_are_read_from_the_swap_module(warm):
+    last = warm.get("/reimagine/v1/swaps?after=999999999").json()["last"]
+    variations(warm)
+    swaps = warm.get(f"/reimagine/v1/swaps?after={last}").json()["swaps"]
+    assert [s["action"] for s in swaps] == ["swap", "restore"], swaps
+    assert swaps[0]["to"].startswith(UNCLIP) and swaps[1]["to"].startswith(USER_MODEL)
+    assert all(s["seconds"] >= 0 and s["number"] > last for s in swaps)
