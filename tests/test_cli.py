@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from sd_reimagine.infotext import parse_infotext
 from sd_reimagine.schema import REIMAGINE
 
 from .conftest import noise_image
@@ -130,6 +131,7 @@ def test_sdxl_with_refiner_and_refine_command(tiny_models, tmp_path):
     assert result.returncode == 0, result.stderr
     final, base = [Path(line) for line in result.stdout.split()]
     assert base.name.endswith("-3-base.png")
+    assert base.name == final.name.replace(".png", "-base.png")  # the pair shares one number
     assert "Post-refiner mode: refine" in Image.open(final).info["parameters"]
     result = cli(
         "refine",
@@ -149,6 +151,36 @@ def test_sdxl_with_refiner_and_refine_command(tiny_models, tmp_path):
     assert result.returncode == 0, result.stderr
     refined = Image.open(result.stdout.split()[0]).info["parameters"]
     assert refined.startswith("a boat") and "Post-refiner steps: 4" in refined
+    assert "Post-refiner steps run: 2" in refined
+    result = cli(
+        "refine",
+        "--refiner",
+        tiny_models["tiny-sdxl-refiner"],
+        "--image",
+        final,
+        "--prompt",
+        "a gold boat",
+        "--negative-prompt",
+        "fog",
+        "--cfg-scale",
+        "3",
+        "--refine-strength",
+        "0.5",
+        "--refiner-steps",
+        "4",
+        "--out",
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    fields = parse_infotext(Image.open(result.stdout.split()[0]).info["parameters"])[2]
+    assert fields["Post-refiner prompt"] == "a gold boat" and fields["Post-refiner negative prompt"] == "fog"
+    assert fields["Post-refiner CFG scale"] == "3.0"
+
+
+def test_refine_help_has_no_base_to_fall_back_on():
+    result = cli("refine", "--help")
+    assert "--prompt" in result.stdout and "--cfg-scale" in result.stdout
+    assert "--refiner-prompt" not in result.stdout and "the base" not in result.stdout
 
 
 def test_sdxl_bad_switch_point_is_one_line(tiny_models, tmp_path):

@@ -12,6 +12,13 @@ from ..mixing import REFERENCE_WEIGHT
 from ..schema import REFINER, REIMAGINE, SDXL, SEED
 
 EXIT_USAGE = 2
+REFINE_OWN = (
+    "refiner_prompt",
+    "refiner_negative_prompt",
+    "refiner_cfg_scale",
+    "refiner_sampler",
+    "refiner_schedule_type",
+)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -73,7 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     refine = commands.add_parser("refine", help="refine an existing image with the SDXL refiner (img2img)")
     refine.add_argument("--image", required=True, type=Path, help="image to refine (PNG/JPEG/WebP)")
     refine.add_argument("--seed", default="-1", help="seed (default -1: random)")
-    REFINER.add_cli_arguments(refine, skip=("enabled", "refiner_mode", "switch_at", "keep_base"))
+    refine.add_argument("--prompt", default=None, help="prompt (default: the image's own, from its infotext)")
+    refine.add_argument("--negative-prompt", default=None, help="negative prompt (default: the image's own)")
+    refine.add_argument("--cfg-scale", default=None, help=f"CFG scale ({REFINER['refiner_cfg_scale'].allowed()})")
+    refine.add_argument("--sampler", default=None, help="sampler (default: the refiner's own scheduler)")
+    refine.add_argument("--schedule-type", default=None, help="schedule type (default: the sampler's own)")
+    # An image has no base pass: the refiner's own flags would say "empty = the base's".
+    REFINER.add_cli_arguments(refine, skip=("enabled", "refiner_mode", "switch_at", "keep_base", *REFINE_OWN))
     refine.add_argument("--out", type=Path, default=Path("outputs"))
 
     serve = commands.add_parser("serve", help="start the Gradio app")
@@ -137,6 +150,8 @@ def run_refine(args) -> int:
     from ..images import open_image
     from .session import Session
 
+    for name in REFINE_OWN:  # `--prompt` is the refiner's prompt here, and so on
+        setattr(args, name, getattr(args, name.removeprefix("refiner_")))
     refiner_values = REFINER.values_from_cli(args)
     seed = SEED.coerce(args.seed)
     image = open_image(args.image, name=str(args.image))

@@ -16,10 +16,14 @@ def next_index(folder: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
-def save_png(image, infotext: str, folder: Path, seed: int, suffix: str = "") -> Path:
-    """Write one image as `NNNNN-SEED[-suffix].png` with its infotext; returns the path."""
+def save_png(image, infotext: str, folder: Path, seed: int, suffix: str = "", index: int | None = None) -> Path:
+    """Write one image as `NNNNN-SEED[-suffix].png` with its infotext; returns the path.
+
+    index: the number to use (a kept base image takes its refined image's number: `00003-7.png`, `00003-7-base.png`).
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{next_index(folder):05d}-{seed}{'-' + suffix if suffix else ''}.png"
+    number = next_index(folder) if index is None else index
+    name = f"{number:05d}-{seed}{'-' + suffix if suffix else ''}.png"
     path = folder / name
     path.write_bytes(png_bytes(image, infotext))
     return path

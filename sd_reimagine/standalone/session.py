@@ -10,7 +10,7 @@ from ..images import InputImage
 from ..mixing import Reference
 from ..schema import REFINER, REIMAGINE, SDXL
 from .models import PipelineCache, default_device, load_pipeline, model_name
-from .output import save_png
+from .output import next_index, save_png
 from .unclip import UnclipVariations, VariationJob
 
 
@@ -98,8 +98,16 @@ class Session:
         return job, self._save(job.all_images(), "refined")
 
     def _save(self, images, folder: str) -> list[Path]:
+        """Save final images, each kept base image under its final image's number (`-base` suffix)."""
         target = self.out_dir / folder
-        return [save_png(g.image, g.infotext, target, g.seed, "" if g.label == "final" else g.label) for g in images]
+        paths: list[Path] = []
+        number = next_index(target)
+        for image in images:
+            if image.label == "final" and paths:
+                number += 1
+            suffix = "" if image.label == "final" else image.label
+            paths.append(save_png(image.image, image.infotext, target, image.seed, suffix, index=number))
+        return paths
 
 
 def _quiet_library_warnings() -> None:
