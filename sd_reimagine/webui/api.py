@@ -106,6 +106,7 @@ def register(app) -> None:
 
     app.add_api_route(f"{PREFIX}/version", version, methods=["GET"])
     app.add_api_route(f"{PREFIX}/schema", schema, methods=["GET"])
+
     def swaps(after: int = 0) -> dict[str, Any]:
         return swap_times_after(after)
 
