@@ -15,6 +15,11 @@ CORE_MODULES = [
     "sd_reimagine.schedule",
     "sd_reimagine.checkpoints",
     "sd_reimagine.ui",
+    "sd_reimagine.api_request",
+    "sd_reimagine.refiner_plan",
+    "sd_reimagine.reimagine_plan",
+    "sd_reimagine.webui.host",
+    "sd_reimagine.webui.refiner_job",
 ]
 BLOCKED = ["diffusers", "transformers", "gradio", "modules", "ldm", "sgm", "open_clip"]
 
