@@ -5,7 +5,7 @@ Uses only components and arguments that exist in gradio 3.41.2 (the WebUI's) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,22 +15,24 @@ from .mixing import MAX_REFERENCES, REFERENCE_WEIGHT
 from .schema import Param, ParamGroup
 
 REFERENCE_SLOTS = MAX_REFERENCES
+# Component classes (or factories taking the same keyword arguments) by gradio name, replacing gradio's own: e.g.
+# {"Slider": ...}; "Reference" builds a reference input from `label` and `elem_id` (default: `reference_image`).
+Components = Mapping[str, Callable[..., Any]]
 
 
-def param_component(param: Param, elem_prefix: str, value: Any = None):
+def param_component(param: Param, elem_prefix: str, value: Any = None, components: Components | None = None):
     """The Gradio component for one parameter (slider, number, dropdown, checkbox or textbox)."""
-    import gradio as gr
-
     value = param.default if value is None else value
     common = {"label": param.label, "elem_id": f"{elem_prefix}_{param.name}"}
     if param.choices is not None:
-        return gr.Dropdown(choices=list(param.choices), value=value, info=param.tooltip or None, **common)
+        dropdown = _component(components, "Dropdown")
+        return dropdown(choices=list(param.choices), value=value, info=param.tooltip or None, **common)
     if param.kind is bool:
-        return gr.Checkbox(value=value, info=param.tooltip or None, **common)
+        return _component(components, "Checkbox")(value=value, info=param.tooltip or None, **common)
     if param.kind in (int, float) and param.name == "seed":
-        return gr.Number(value=value, precision=0, info=param.tooltip or None, **common)
+        return _component(components, "Number")(value=value, precision=0, info=param.tooltip or None, **common)
     if param.kind in (int, float):
-        return gr.Slider(
+        return _component(components, "Slider")(
             minimum=param.minimum,
             maximum=param.maximum,
             step=param.step,
@@ -39,7 +41,18 @@ def param_component(param: Param, elem_prefix: str, value: Any = None):
             **common,
         )
     lines = 3 if param.multiline else 1
-    return gr.Textbox(value=value, lines=lines, placeholder=param.tooltip or None, **common)
+    return _component(components, "Textbox")(value=value, lines=lines, placeholder=param.tooltip or None, **common)
+
+
+def _component(components: Components | None, name: str) -> Callable[..., Any]:
+    """The class (or factory) to build `name` with: the caller's, else gradio's own."""
+    if components and name in components:
+        return components[name]
+    if name == "Reference":
+        return reference_image
+    import gradio as gr
+
+    return getattr(gr, name)
 
 
 @dataclass
@@ -61,18 +74,17 @@ class Controls:
         return [(img, w) for img, w in zip(images, weights, strict=True) if img is not None], values
 
 
-def reference_slots(controls: Controls, elem_prefix: str, slots: int = REFERENCE_SLOTS) -> None:
+def reference_slots(
+    controls: Controls, elem_prefix: str, slots: int = REFERENCE_SLOTS, components: Components | None = None
+) -> None:
     """Image + weight slots: the first shown, the rest in an accordion (gradio 3.41 has no input gallery)."""
     import gradio as gr
 
     def slot(index: int) -> None:
-        image = gr.Image(
-            label=f"Reference {index + 1}",
-            type="pil",
-            elem_id=f"{elem_prefix}_image_{index}",
-            **lossless_image_kwargs(),
+        image = _component(components, "Reference")(
+            label=f"Reference {index + 1}", elem_id=f"{elem_prefix}_image_{index}"
         )
-        weight = gr.Slider(
+        weight = _component(components, "Slider")(
             minimum=REFERENCE_WEIGHT.minimum,
             maximum=REFERENCE_WEIGHT.maximum,
             step=REFERENCE_WEIGHT.step,
@@ -89,6 +101,13 @@ def reference_slots(controls: Controls, elem_prefix: str, slots: int = REFERENCE
             slot(index)
 
 
+def reference_image(label: str, elem_id: str):
+    """A reference input that hands the handler a PIL image, kept lossless (the WebUI tab's)."""
+    import gradio as gr
+
+    return gr.Image(label=label, type="pil", elem_id=elem_id, **lossless_image_kwargs())
+
+
 def lossless_image_kwargs() -> dict[str, Any]:
     """Newer gradio sends images as WebP (lossy) unless told otherwise; 3.41 has no such argument."""
     import inspect
@@ -98,7 +117,13 @@ def lossless_image_kwargs() -> dict[str, Any]:
     return {"format": "png"} if "format" in inspect.signature(gr.Image.__init__).parameters else {}
 
 
-def parameter_controls(controls: Controls, group: ParamGroup, elem_prefix: str, skip: Sequence[str] = ()) -> None:
+def parameter_controls(
+    controls: Controls,
+    group: ParamGroup,
+    elem_prefix: str,
+    skip: Sequence[str] = (),
+    components: Components | None = None,
+) -> None:
     """One component per schema parameter, two per row for the numeric ones."""
     import gradio as gr
 
@@ -106,17 +131,17 @@ def parameter_controls(controls: Controls, group: ParamGroup, elem_prefix: str, 
     texts = [p for p in params if p.kind is str and p.choices is None]
     others = [p for p in params if p not in texts]
     for param in texts:
-        controls.params[param.name] = param_component(param, elem_prefix)
+        controls.params[param.name] = param_component(param, elem_prefix, components=components)
     for start in range(0, len(others), 2):
         with gr.Row():
             for param in others[start : start + 2]:
-                controls.params[param.name] = param_component(param, elem_prefix)
+                controls.params[param.name] = param_component(param, elem_prefix, components=components)
 
 
 def load_references(
-    pairs: Sequence[tuple[Any, float]], known: Sequence[InputImage] = ()
+    pairs: Sequence[tuple[Any, float]], known: Sequence[InputImage] = (), names: Sequence[str] | None = None
 ) -> list[tuple[InputImage, float]]:
-    """PIL images from the UI -> checked references.
+    """PIL images (or image files) from the UI -> checked references; `names` name them in errors (their slots).
 
     Gradio may drop PNG text chunks on the way through the browser, so an image whose pixels equal a `known` one
     (a result taken with "Reimagine this") gets that one's infotext back: lineage survives the round trip.
@@ -126,7 +151,7 @@ def load_references(
     by_digest = {image.digest: image for image in known if image.infotext}
     references = []
     for index, (image, weight) in enumerate(pairs):
-        loaded = open_image(image, name=f"reference {index + 1}")
+        loaded = open_image(image, name=names[index] if names else f"reference {index + 1}")
         if loaded.infotext is None and loaded.digest in by_digest:
             loaded = by_digest[loaded.digest]
         references.append((loaded, float(weight)))

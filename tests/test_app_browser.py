@@ -1,4 +1,5 @@
-"""The standalone app driven in headless Chromium: upload, generate, gallery, infotext, errors, "Reimagine this"."""
+"""The standalone app driven in headless Chromium: upload, generate, gallery, infotext, errors, "Reimagine this",
+Stop and a closed tab."""
 
 import pytest
 
@@ -8,12 +9,17 @@ from .conftest import noise_image
 pytestmark = BROWSER_MARKS
 
 
+LONG_JOB = [("reimagine_width", 64), ("reimagine_height", 64), ("reimagine_steps", 150), ("reimagine_n", 16)]
+
+
 @pytest.fixture(scope="module")
-def app_url(tiny_models, tmp_path_factory):
-    from sd_reimagine.standalone.app import build_app
+def app(tiny_models, tmp_path_factory):
+    """(url, out_dir) of the app launched as `serve` launches it."""
+    from sd_reimagine.standalone.app import build_app, launch
     from sd_reimagine.standalone.session import Session
 
-    session = Session(device="cpu", out_dir=tmp_path_factory.mktemp("app-out"))
+    out_dir = tmp_path_factory.mktemp("app-out")
+    session = Session(device="cpu", out_dir=out_dir)
     demo = build_app(
         session,
         str(tiny_models["tiny-unclip"]),
@@ -21,21 +27,33 @@ def app_url(tiny_models, tmp_path_factory):
         str(tiny_models["tiny-sdxl-refiner"]),
     )
     port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
-    yield f"http://127.0.0.1:{port}"
+    launch(demo, session, port=port, block=False)
+    yield f"http://127.0.0.1:{port}", out_dir
     demo.close()
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser(app):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1400})
-        page.goto(app_url)
-        page.wait_for_selector("#reimagine_generate")
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, app):
+    """One tab shared by the tests that build on each other's results."""
+    page = open_app(browser, app[0])
+    yield page
+    page.close()
+
+
+def open_app(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(url)
+    page.wait_for_selector("#reimagine_generate")
+    return page
 
 
 def set_number(page, elem_id: str, value) -> None:
@@ -54,6 +72,7 @@ def test_upload_generate_and_reimagine_this(page, tmp_path):
     image = tmp_path / "ref.png"
     noise_image(4).save(image)
     page.set_input_files("#reimagine_image_0 input[type=file]", str(image))
+    page.wait_for_selector("#reimagine_image_0_preview img")  # what our loader made of the file
     for elem_id, value in [
         ("reimagine_width", 64),
         ("reimagine_height", 64),
@@ -116,3 +135,70 @@ def test_bad_value_shows_a_readable_error_and_the_app_keeps_running(page):
     page.click("#reimagine_generate")
     page.wait_for_selector("text=no diffusers folder", timeout=30_000)
     assert page.locator("#reimagine_generate").is_enabled()
+
+
+def upload(page, path, slot: int = 0) -> None:
+    page.set_input_files(f"#reimagine_image_{slot} input[type=file]", str(path))
+
+
+def toast_with(page, text: str) -> str:
+    page.wait_for_selector(f".toast-body:has-text({text!r})", timeout=30_000)
+    return " ".join(page.locator(".toast-body").all_inner_texts())
+
+
+def test_a_bad_upload_gets_the_loaders_message_naming_the_reference(browser, app, tmp_path):
+    page = open_app(browser, app[0])
+    truncated = tmp_path / "cut.png"
+    noise_image(2, (256, 256)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:3000])
+    upload(page, truncated)
+    toasts = toast_with(page, "reference 1 is corrupt or truncated")
+    assert "/tmp" not in toasts and "gradio" not in toasts  # no server cache path
+    page.close()
+
+
+def start_long_job(page, image, seed: int) -> None:
+    upload(page, image)
+    page.wait_for_selector("#reimagine_image_0_preview img")
+    for elem_id, value in LONG_JOB:
+        set_number(page, elem_id, value)
+    page.locator("#reimagine_seed input").fill(str(seed))
+    page.click("#reimagine_generate")
+    page.wait_for_selector("#reimagine_gallery .progress-level:has-text('Sampling')", timeout=60_000)
+
+
+def saved_seeds(out_dir) -> set[int]:
+    return {int(p.stem.split("-")[1]) for p in (out_dir / "reimagine").glob("*.png")}
+
+
+def test_stop_keeps_and_shows_the_images_made(browser, app, tmp_path):
+    page = open_app(browser, app[0])
+    image = tmp_path / "ref.png"
+    noise_image(4).save(image)
+    start_long_job(page, image, seed=5000)
+    page.click("#reimagine_stop")
+    page.wait_for_function("document.querySelectorAll('#reimagine_gallery img').length >= 4", timeout=30_000)
+    assert "Stopped: 4 of 16 images kept" in toast_with(page, "Stopped")
+    assert page.locator("#reimagine_gallery img").count() == 4
+    assert {s for s in saved_seeds(app[1]) if s >= 5000} == {5000, 5001, 5002, 5003}
+    page.close()
+
+
+def test_closing_the_tab_stops_its_job_and_frees_the_models(browser, app, tmp_path):
+    image = tmp_path / "ref.png"
+    noise_image(4).save(image)
+    gone = open_app(browser, app[0])
+    start_long_job(gone, image, seed=6000)
+    gone.close()
+    page = open_app(browser, app[0])  # the next user's job runs at once
+    upload(page, image)
+    page.wait_for_selector("#reimagine_image_0_preview img")
+    for elem_id, value in [("reimagine_width", 64), ("reimagine_height", 64), ("reimagine_steps", 2)]:
+        set_number(page, elem_id, value)
+    page.locator("#reimagine_seed input").fill("6100")
+    page.click("#reimagine_generate")
+    page.wait_for_function(
+        "document.querySelector('#reimagine_infotext textarea').value.includes('Seed: 6100')", timeout=15_000
+    )
+    assert {s for s in saved_seeds(app[1]) if 6000 <= s < 6100} == {6000, 6001, 6002, 6003}  # stopped early
+    page.close()
