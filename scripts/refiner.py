@@ -29,6 +29,9 @@ class ReimagineRefinerScript(scripts.Script):
     def post_sample(self, p, ps, *args):
         refiner.post_sample(p, ps)
 
+    def postprocess_batch_list(self, p, pp, *args, **kwargs):
+        refiner.postprocess_batch_list(p, pp)
+
     def postprocess(self, p, processed, *args):
         refiner.postprocess(p, processed)
 

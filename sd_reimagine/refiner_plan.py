@@ -14,6 +14,9 @@ Rules (one place each):
 - kept base image (keep_base, only when the refiner ran): the finished base (refine) or the base's estimate at the
   switch point (handoff), with the job's infotext plus `Post-refiner output: base`.
 - refiner prompt, negative prompt, sampler and schedule type left empty take the base's.
+- residency: where base and refiner take turns in memory (the WebUI) and a job has several batches, the refiner
+  refines every batch after the last base batch, in one load (one refiner load and one base reload per job, the
+  same images); a job that cannot wait (the host says why) loads the refiner for every batch and says so.
 - infotext: the keys of the job's mode only (handoff: switch point and the steps each model ran; refine: strength,
   schedule steps and the steps run); pasting it back gives the job's values.
 """
@@ -39,6 +42,7 @@ OUTPUT_KEY = "Post-refiner output"
 BASE_OUTPUT = "base"
 
 BUILTIN_OFF = "built-in refiner {name} off for this job (the post-step runs instead)"
+BATCH_BY_BATCH = "refiner loaded for every batch ({reason})"
 LATENTS, PIXELS = "latents", "pixels"
 SDXL_SPACE = "sdxl"
 MODE_KEYS = {  # infotext keys that only one mode writes
@@ -61,6 +65,10 @@ class BaseFacts:
     stuck_sampler: str = ""  # a sampler of the job that cannot stop and continue a schedule ("": all can)
     bridge_reason: str = ""  # why the output is pixels, when latent_space is "pixels"
     builtin_refiner: str = ""  # the host's own refiner, when the job also asks for it
+    batch_count: int = 1  # batches the job makes one after another (the WebUI's batch count)
+    swaps_models: bool = False  # base and refiner take turns in memory (the WebUI), not both resident
+    cannot_defer: str = ""  # why this job cannot refine all batches at the end ("": it can)
+    defer_allowed: bool = True  # the user's setting: off loads the refiner for every batch, as before (no note)
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class RefinerPlan:
     bridge_reason: str = ""
     steps_run: int = 0  # refine: steps the refiner runs (handoff: known after `split`)
     note: str = ""
+    one_residency: bool = False  # refine every batch in one refiner load after the last base batch
 
     @property
     def mode(self) -> str:
@@ -109,10 +118,7 @@ class RefinerPlan:
         """Refine: index in the refiner's schedule of the first step run."""
         return self.schedule_steps - self.steps_run
 
-    @property
-    def builtin_off(self) -> bool:
-        """Whether the host must switch its own refiner off for this job."""
-        return bool(self.note)
+    builtin_off: bool = False  # the host must switch its own refiner off for this job
 
     @property
     def switch_timestep(self) -> int:
@@ -188,8 +194,18 @@ def plan_refiner(values: Mapping[str, Any], facts: BaseFacts, refiner_name: str)
         handover=handover,
         bridge_reason=reason,
         steps_run=refine_steps_run(values) if values["refiner_mode"] == "refine" else 0,
-        note=BUILTIN_OFF.format(name=facts.builtin_refiner) if facts.builtin_refiner else "",
+        note=job_note(facts),
+        builtin_off=bool(facts.builtin_refiner),
+        one_residency=facts.swaps_models and facts.batch_count > 1 and facts.defer_allowed and not facts.cannot_defer,
     )
+
+
+def job_note(facts: BaseFacts) -> str:
+    """`Post-refiner note`: the built-in refiner switched off, batches refined one by one (and why)."""
+    notes = [BUILTIN_OFF.format(name=facts.builtin_refiner)] if facts.builtin_refiner else []
+    if facts.swaps_models and facts.batch_count > 1 and facts.defer_allowed and facts.cannot_defer:
+        notes.append(BATCH_BY_BATCH.format(reason=facts.cannot_defer))
+    return "; ".join(notes)
 
 
 def pasted_refiner_values(group: ParamGroup, fields: Mapping[str, str]) -> dict[str, Any] | None:

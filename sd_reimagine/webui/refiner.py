@@ -34,6 +34,7 @@ from ..schedule import sigma_at_timestep
 from ..schema import REFINER, ParamGroup
 from . import swap
 from .host import HostLists, live_lists
+from .refiner_batches import defer_batch, keep_unshown, show_batches
 from .refiner_job import JOB_ATTR, Handoff, RefinerJob, _FailedSamples, fail_job, job_error, live_facts
 from .refiner_step import base_image, run_post_step
 
@@ -174,17 +175,23 @@ def stop_base_at(sampler, job: RefinerJob, sigma_switch: float) -> None:
 
 
 def post_sample(p, ps) -> None:
-    """Run the refiner on this batch; on error the job fails with it (the user's model is restored first)."""
+    """Run the refiner on this batch, or keep it for the job's one refiner residency (the plan says which); on
+    error the job fails with it (the user's model is restored first)."""
     from modules import shared
 
     job: RefinerJob | None = getattr(p, JOB_ATTR, None)
     if job is None:
         return
-    if shared.state.interrupted or shared.state.skipped:
-        p.extra_generation_params[NOTE_KEY] = "skipped: the job was interrupted"  # reports what happened
-        return
+    stopped = bool(shared.state.interrupted or shared.state.skipped)
     try:
-        ps.samples = run_post_step(p, job, ps.samples)
+        if p.iteration == 0:
+            job.one_residency = plans_one_residency(p, job)
+        if job.one_residency:
+            ps.samples = defer_batch(p, job, ps.samples, skipped=stopped)
+        elif stopped:
+            p.extra_generation_params[NOTE_KEY] = "skipped: the job was interrupted"  # reports what happened
+        else:
+            ps.samples = run_post_step(p, job, ps.samples)
     except ReimagineError as error:  # the WebUI's hook wrapper would only log it: fail the job instead
         log.warning("Reimagine post-refiner stopped the job: %s", error)
         ps.samples = _FailedSamples(job_error(error))
@@ -193,11 +200,27 @@ def post_sample(p, ps) -> None:
         ps.samples = _FailedSamples(error)
 
 
+def plans_one_residency(p, job: RefinerJob) -> bool:
+    """The plan's residency decision for this job, with the facts known once the first base batch has run."""
+    from modules import shared
+
+    facts = live_facts(p, job.values, job.info, shared.sd_model)
+    return plan_refiner(job.values, facts, job.plan.refiner).one_residency
+
+
+def postprocess_batch_list(p, pp) -> None:
+    """One residency: the WebUI shows nothing of waiting batches, then every image of the job with the last."""
+    job: RefinerJob | None = getattr(p, JOB_ATTR, None)
+    if job is not None and job.one_residency:
+        show_batches(p, job, pp)
+
+
 def postprocess(p, processed) -> None:
     """keep_base: append the base images (own infotext, saved with suffix -base) after the refined ones."""
     job: RefinerJob | None = getattr(p, JOB_ATTR, None)
-    if job is None or not job.base_images:
+    if job is None:
         return
+    keep_unshown(p, job, processed)
     for pixels, index in job.base_images:
         image, text = base_image(p, pixels, index)
         processed.images.append(image)

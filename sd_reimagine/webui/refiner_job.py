@@ -31,6 +31,22 @@ class Handoff:
 
 
 @dataclass
+class BaseBatch:
+    """One batch's base output, kept while the base model is loaded: what the refiner pass needs, and the base
+    image (in [-1, 1]) that stands in for it when the refiner does not run."""
+
+    iteration: int
+    prompts: list[str]
+    negative_prompts: list[str]
+    seeds: list[int]
+    subseeds: list[int]
+    latents: Any  # in the base's latent space (None: the base output was pixels)
+    pixels: Any  # base image(s) in [-1, 1], or None when not needed
+    handoff: Handoff = field(default_factory=Handoff)
+    refine: bool = True  # False: skipped or interrupted, the base image is the result
+
+
+@dataclass
 class RefinerJob:
     """One job's checked values, refiner checkpoint, the core's plan and what the post-step produced."""
 
@@ -41,6 +57,9 @@ class RefinerJob:
     split: HandoffSplit | None = None
     base_images: list[tuple[Any, int]] = field(default_factory=list)  # (pixels in [-1, 1], image index)
     rng: Any = None  # seeded noise of the refiner pass (refine mode, pixel-bridge handoff)
+    deferred: list[BaseBatch] = field(default_factory=list)  # one residency: batches waiting for the refiner
+    flushed: list[Any] = field(default_factory=list)  # one residency: every batch's result, shown with the last
+    one_residency: bool = False  # decided by the plan at the first batch
 
     @property
     def mode(self) -> str:
@@ -102,11 +121,13 @@ def webui_facts(
     continuing_samplers: Collection[str],
     base_is_sdxl: bool | None = None,
     pixels_reason: str = "",
+    one_residency_allowed: bool = True,
 ) -> BaseFacts:
     """What the WebUI knows of a job, from the processing object `p` and the host's lists (pure: runs in CI).
 
     continuing_samplers: the samplers that can stop and continue a schedule (the WebUI's k-diffusion samplers);
-    base_is_sdxl: None until the base has run (its model is known only then).
+    base_is_sdxl: None until the base has run (its model is known only then);
+    one_residency_allowed: the Reimagine setting that lets a job refine all its batches in one refiner load.
     """
     samplers = {p.sampler_name, refiner_or_base(values, "refiner_sampler", p.sampler_name)}
     if getattr(p, "enable_hr", False):
@@ -124,13 +145,33 @@ def webui_facts(
         stuck_sampler=stuck[0] if stuck else "",
         bridge_reason=pixels_reason,
         builtin_refiner="" if builtin in (None, "", "None", "none") else str(builtin),
+        batch_count=int(getattr(p, "n_iter", 1) or 1),
+        swaps_models=True,
+        cannot_defer=why_not_one_residency(p),
+        defer_allowed=one_residency_allowed,
     )
+
+
+def why_not_one_residency(p) -> str:
+    """Why this job must load the refiner for every batch ("" when it can refine all batches at the end).
+
+    Inpainting overlays and colour corrections are applied per image by position in the batch, so those jobs keep
+    the WebUI's batch-by-batch order.
+    """
+    if getattr(p, "image_mask", None) is not None or getattr(p, "overlay_images", None):
+        return "inpainting overlays are applied batch by batch"
+    if getattr(p, "color_corrections", None):
+        return "colour corrections are applied batch by batch"
+    return ""
 
 
 def live_facts(p, values: Mapping[str, Any], info, base_model=None, pixels_reason: str = "") -> BaseFacts:
     """webui_facts with the running WebUI's sampler list and the refiner file's kind."""
+    from . import settings
     from .host import live_lists
 
     is_sdxl = None if base_model is None else bool(getattr(base_model, "is_sdxl", False))
     continuing = live_lists().continuing_samplers
-    return webui_facts(p, values, swap.checkpoint_kind(info.filename), continuing, is_sdxl, pixels_reason)
+    kind = swap.checkpoint_kind(info.filename)
+    allowed = settings.refiner_one_residency()
+    return webui_facts(p, values, kind, continuing, is_sdxl, pixels_reason, one_residency_allowed=allowed)

@@ -22,7 +22,7 @@ from ..refiner_plan import (
 )
 from ..schema import refiner_or_base
 from . import swap
-from .refiner_job import HIRES_OUTPUT, JOB_ATTR, RefinerJob, live_facts
+from .refiner_job import HIRES_OUTPUT, JOB_ATTR, BaseBatch, RefinerJob, live_facts
 
 log = logging.getLogger("sd_reimagine")
 AESTHETIC_OPTIONS = ("sdxl_refiner_high_aesthetic_score", "sdxl_refiner_low_aesthetic_score")
@@ -30,7 +30,17 @@ AESTHETIC_OPTIONS = ("sdxl_refiner_high_aesthetic_score", "sdxl_refiner_low_aest
 
 def run_post_step(p, job: RefinerJob, samples):
     """Base output (latents, or pixels after hires fix) -> refined pixels (`DecodedSamples`), as the plan says."""
-    from modules import devices, extra_networks, processing, shared
+    batch = prepare_batch(p, job, samples)
+    with swapped_model_guard(job) as refiner_model:
+        job.plan = replace(job.plan, refiner=job.info.short_title)  # with its hash now that it is loaded
+        result = refine_batch(p, job, batch, refiner_model)
+    finish_refining(p, job, [batch])
+    return result
+
+
+def prepare_batch(p, job: RefinerJob, samples, keep_pixels: bool = False) -> BaseBatch:
+    """While the base model is loaded: re-plan with its facts, keep its latents and, when needed, its image."""
+    from modules import shared
 
     job.rng = None
     base_model = shared.sd_model
@@ -41,25 +51,40 @@ def run_post_step(p, job: RefinerJob, samples):
         job.values, live_facts(p, job.values, job.info, base_model, pixels_reason), job.plan.refiner
     )
     direct = job.plan.handover == LATENTS
-    need_pixels = not direct or job.plan.keep_base
+    need_pixels = keep_pixels or not direct or job.plan.keep_base
     base_x0 = handoff_x0(job, latents) if job.mode == "handoff" and need_pixels else None
-    pixels = base_pixels(job, samples, decoded, base_x0, base_model) if need_pixels else None  # before the swap
-    with swapped_model_guard(job) as refiner_model:
-        job.plan = replace(job.plan, refiner=job.info.short_title)  # with its hash now that it is loaded
-        x, noise = refiner_input(p, job, latents if direct else None, pixels, direct)
-        with networks_off(p):
-            with devices.autocast():
-                c, uc = refiner_conds(p, job.values, refiner_steps(job))
-            refined = refiner_sample(p, job, x, noise, c, uc)
-        result = processing.decode_latent_batch(refiner_model, refined, target_device=devices.cpu, check_for_nans=True)
+    pixels = base_pixels(job, samples, decoded, base_x0, base_model) if need_pixels else None
+    fields = (list(p.prompts), list(p.negative_prompts), list(p.seeds), list(p.subseeds))
+    return BaseBatch(p.iteration, *fields, latents if direct else None, pixels, job.handoff)
+
+
+def refine_batch(p, job: RefinerJob, batch: BaseBatch, refiner_model) -> list:
+    """One batch through the loaded refiner: refined pixels decoded by the refiner's own VAE."""
+    from modules import devices, processing
+
+    job.handoff = batch.handoff
+    x, noise = refiner_input(p, job, batch.latents, batch.pixels, batch.latents is not None)
+    with networks_off(p):
+        with devices.autocast():
+            c, uc = refiner_conds(p, job.values, refiner_steps(job))
+        refined = refiner_sample(p, job, x, noise, c, uc)
+    return processing.decode_latent_batch(refiner_model, refined, target_device=devices.cpu, check_for_nans=True)
+
+
+def finish_refining(p, job: RefinerJob, refined: list[BaseBatch]) -> None:
+    """After the refiner pass: the plan's infotext, the base's extra networks back, the kept base images."""
+    from modules import devices, extra_networks
+
     record_plan(p, job)
     if not getattr(p, "disable_extra_networks", False) and getattr(p, "extra_network_data", None):
         with devices.autocast():
             extra_networks.activate(p, p.extra_network_data)
-    if job.plan.keep_base and pixels is not None:
-        first = p.iteration * p.batch_size
-        job.base_images.extend((pixels[i].cpu(), first + i) for i in range(len(pixels)))
-    return result
+    if not job.plan.keep_base:
+        return
+    for batch in refined:
+        if batch.pixels is not None:
+            first = batch.iteration * p.batch_size
+            job.base_images.extend((batch.pixels[i].cpu(), first + i) for i in range(len(batch.pixels)))
 
 
 def record_plan(p, job: RefinerJob) -> None:

@@ -8,6 +8,7 @@ SECTION = ("reimagine", "Reimagine")
 DEFAULT_MODEL = "reimagine_default_model"
 BATCH_SIZE = "reimagine_batch_size"
 OUTDIR = "reimagine_outdir"
+REFINER_ONE_RESIDENCY = "reimagine_refiner_one_residency"
 
 
 def on_ui_settings() -> None:
@@ -35,6 +36,16 @@ def on_ui_settings() -> None:
             "Images sampled together (1 = each seed reproduces bit-exactly alone; more is faster on a GPU)",
             gr.Slider,
             {"minimum": 1, "maximum": 8, "step": 1},
+            section=SECTION,
+        ),
+    )
+    shared.opts.add_option(
+        REFINER_ONE_RESIDENCY,
+        shared.OptionInfo(
+            True,
+            "SDXL Refiner post-step: with batch count > 1, refine every batch in one refiner load after the last "
+            "base batch (off: load the refiner for every batch)",
+            gr.Checkbox,
             section=SECTION,
         ),
     )
@@ -68,6 +79,10 @@ def default_model() -> str:
 def batch_limit() -> int:
     """Images sampled together at most (the setting); the core's plan picks the batches."""
     return max(1, int(get(BATCH_SIZE, 1) or 1))
+
+
+def refiner_one_residency() -> bool:
+    return bool(get(REFINER_ONE_RESIDENCY, True))
 
 
 def outdir() -> str:
