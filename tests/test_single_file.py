@@ -262,3 +262,12 @@ def test_non_unclip_checkpoint_says_what_it_looks_like(tmp_path):
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 4, 3, 3)}, str(path))
     with pytest.raises(ModelNotAvailableError, match=r"sd15\.safetensors.*looks like a 'sd' model, not Stable unCLIP"):
         load_unclip_single_file(path)
+
+
+def test_a_webui_yaml_beside_the_checkpoint_is_read(tmp_path):
+    from sd_reimagine.standalone.single_file import _read_yaml
+
+    path = tmp_path / "sd21-unclip-h.yaml"
+    path.write_text("model:\n  params:\n    scale_factor: 0.2\n    parameterization: v\n")
+    assert _read_yaml(path) == {"scale_factor": 0.2, "parameterization": "v"}
+    assert _read_yaml(tmp_path / "missing.yaml") == {}

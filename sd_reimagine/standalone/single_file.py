@@ -110,7 +110,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     import yaml
 
-    config = yaml.safeload_into(path.read_text()) or {}
+    config = yaml.safe_load(path.read_text()) or {}
     return (config.get("model") or {}).get("params") or {}
 
 
