@@ -271,3 +271,16 @@ def test_a_webui_yaml_beside_the_checkpoint_is_read(tmp_path):
     path.write_text("model:\n  params:\n    scale_factor: 0.2\n    parameterization: v\n")
     assert _read_yaml(path) == {"scale_factor": 0.2, "parameterization": "v"}
     assert _read_yaml(tmp_path / "missing.yaml") == {}
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".ckpt"])
+def test_components_are_built_in_the_asked_dtype_with_no_meta_left(checkpoint_dir, suffix):
+    from sd_reimagine.standalone.single_file import Heads, load_unclip_single_file
+
+    path = checkpoint_dir / f"tiny-unclip{suffix}"
+    pipe = load_unclip_single_file(path, heads=Heads(**HEADS), dtype=torch.bfloat16)
+    for name in ("unet", "vae", "text_encoder", "image_encoder"):
+        parameters = list(getattr(pipe, name).parameters())
+        assert all(p.dtype == torch.bfloat16 and p.device.type == "cpu" for p in parameters), name
+    image = pipe(noise_image(3), prompt="a fox", num_inference_steps=1, height=64, width=64, output_type="np")
+    assert np.isfinite(image.images[0]).all()

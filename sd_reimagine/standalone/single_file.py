@@ -24,7 +24,7 @@ from .single_file_components import (
     build_unet,
     build_vae,
 )
-from .single_file_layout import IMAGE, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, TEXT, UNET, UNUSED, first_line
+from .single_file_layout import IMAGE, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, TEXT, UNET, UNUSED, TensorFile
 
 
 @dataclass(frozen=True)
@@ -46,47 +46,28 @@ def load_unclip_single_file(
     from diffusers import StableUnCLIPImg2ImgPipeline
 
     path = Path(path).expanduser()
-    state = read_state_dict(path)
-    _require_unclip(path, state)
+    source = TensorFile(path)
+    meta = source.meta
+    _require_unclip(path, meta)
     yaml_config = _read_yaml(path.with_suffix(".yaml"))
-    heads = _resolve_heads(heads or _open_clip_heads(path, yaml_config), yaml_config, state)
+    heads = _resolve_heads(heads or _open_clip_heads(path, yaml_config), yaml_config, meta)
     used: set[str] = set()
+    tokenizer = load_tokenizer(path, tokenizer, context_length=meta[TEXT + "positional_embedding"].shape[0])
+    # One component at a time: its tensors are read, converted to `dtype` and made its parameters.
+    image_encoder = build_image_encoder(source, used, heads.vision, dtype)
     pipe = StableUnCLIPImg2ImgPipeline(
-        feature_extractor=None,
-        image_encoder=None,
-        image_normalizer=build_normalizer(state, used, yaml_config),
+        feature_extractor=_feature_extractor(image_encoder),
+        image_encoder=image_encoder,
+        image_normalizer=build_normalizer(source, used, yaml_config).to(dtype),
         image_noising_scheduler=_image_noising_scheduler(),
-        tokenizer=load_tokenizer(path, tokenizer, context_length=state[TEXT + "positional_embedding"].shape[0]),
-        text_encoder=build_text_encoder(state, used, heads.text),
-        unet=build_unet(state, used, heads.unet_head_channels),
+        tokenizer=tokenizer,
+        text_encoder=build_text_encoder(source, used, heads.text, dtype),
+        unet=build_unet(source, used, heads.unet_head_channels, dtype),
         scheduler=_scheduler(yaml_config),
-        vae=build_vae(state, used, yaml_config),
+        vae=build_vae(source, used, yaml_config, dtype),
     )
-    image_encoder = build_image_encoder(state, used, heads.vision)
-    pipe.register_modules(image_encoder=image_encoder, feature_extractor=_feature_extractor(image_encoder))
-    _check_all_used(path, state, used)
-    # .to(float32) is a no-op that only makes diffusers warn about fp32-pinned modules.
-    return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors file, or of a .ckpt via torch's weights-only unpickler (never arbitrary code)."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error, reported in one line
-        raise ModelNotAvailableError(
-            f"checkpoint {str(path)!r} could not be read as tensors: {first_line(exc)}"
-        ) from None
-    while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelNotAvailableError(f"checkpoint {str(path)!r} holds no state dict of tensors")
-    return state
+    _check_all_used(path, meta, used)
+    return pipe
 
 
 def _require_unclip(path: Path, state: dict[str, torch.Tensor]) -> None:

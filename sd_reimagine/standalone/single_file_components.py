@@ -1,7 +1,9 @@
 """Building the diffusers components of a single-file Stable unCLIP-H checkpoint from its (LDM-layout) tensors.
 
-Each builder takes the tensors it uses (recorded in `used`, so that the loader can prove every tensor was
-accounted for) and returns a diffusers or transformers module with those weights.
+Each builder reads its configuration from the file's shapes, builds its module on the meta device, then takes only
+its own tensors (recorded in `used`, so that the loader can prove every tensor was accounted for) and makes them the
+module's parameters in the wanted dtype: one component's source tensors at a time are in memory beside the
+pipeline.
 """
 
 from __future__ import annotations
@@ -12,7 +14,17 @@ from typing import Any
 
 import torch
 
-from .single_file_layout import IMAGE, NORMALIZER, TEXT, UNET, VAE, count_blocks, load_into, take
+from .single_file_layout import (
+    IMAGE,
+    NORMALIZER,
+    TEXT,
+    UNET,
+    VAE,
+    TensorFile,
+    count_blocks,
+    empty_weights,
+    load_into,
+)
 
 
 def unet_ldm_params(state: dict[str, torch.Tensor], head_channels: int) -> dict[str, Any]:
@@ -80,45 +92,51 @@ def _original_config(state: dict[str, torch.Tensor], head_channels: int, scale_f
     }
 
 
-def build_unet(state: dict[str, torch.Tensor], used: set[str], head_channels: int):
+def build_unet(source: TensorFile, used: set[str], head_channels: int, dtype: torch.dtype | None = None):
     """The UNet (label_emb -> class_embedding, "projection"), converted by diffusers."""
     from diffusers import UNet2DConditionModel
     from diffusers.loaders import single_file_utils as sfu
 
-    original = _original_config(state, head_channels, 0.18215)
+    original = _original_config(source.meta, head_channels, 0.18215)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # image_size is deprecated but the only way to skip Hub-based model sniffing
-        config = sfu.create_unet_diffusers_config_from_ldm(original, state, image_size=768)
+        config = sfu.create_unet_diffusers_config_from_ldm(original, source.meta, image_size=768)
     # SD 2.x 768-v models need fp32 attention scores in fp16 (diffusers sets this for every v2 model too).
     config["upcast_attention"] = True
-    unet = UNet2DConditionModel(**config)
-    take(state, used, UNET)
-    load_into(unet, sfu.convert_ldm_unet_checkpoint(state, unet.config), "UNet")
+    with empty_weights():
+        unet = UNet2DConditionModel(**config)
+    tensors = source.take(UNET, used, strip=False)
+    converted = sfu.convert_ldm_unet_checkpoint(tensors, unet.config)
+    del tensors
+    load_into(unet, converted, "UNet", dtype)
     return unet
 
 
-def build_vae(state: dict[str, torch.Tensor], used: set[str], yaml_config: dict[str, Any]):
+def build_vae(source: TensorFile, used: set[str], yaml_config: dict[str, Any], dtype: torch.dtype | None = None):
     """The KL autoencoder, converted by diffusers."""
     from diffusers import AutoencoderKL
     from diffusers.loaders import single_file_utils as sfu
 
     scale_factor = float(yaml_config.get("scale_factor", 0.18215))
-    original = _original_config(state, 64, scale_factor)
+    original = _original_config(source.meta, 64, scale_factor)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        config = sfu.create_vae_diffusers_config_from_ldm(original, state, image_size=768)
-    vae = AutoencoderKL(**config)
-    take(state, used, VAE)
-    load_into(vae, sfu.convert_ldm_vae_checkpoint(state, vae.config), "VAE")
+        config = sfu.create_vae_diffusers_config_from_ldm(original, source.meta, image_size=768)
+    with empty_weights():
+        vae = AutoencoderKL(**config)
+    tensors = source.take(VAE, used, strip=False)
+    converted = sfu.convert_ldm_vae_checkpoint(tensors, vae.config)
+    del tensors
+    load_into(vae, converted, "VAE", dtype)
     return vae
 
 
-def build_text_encoder(state: dict[str, torch.Tensor], used: set[str], heads: int):
+def build_text_encoder(source: TensorFile, used: set[str], heads: int, dtype: torch.dtype | None = None):
     """The OpenCLIP text tower without its last layer: SD 2.x conditions on the penultimate layer (+ ln_final)."""
     from diffusers.loaders import single_file_utils as sfu
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    tower = take(state, used, TEXT)
+    tower = source.take(TEXT, used)
     layers = count_blocks(tower, "transformer.resblocks.")
     last = f"transformer.resblocks.{layers - 1}."
     width = tower["ln_final.weight"].shape[0]
@@ -137,22 +155,25 @@ def build_text_encoder(state: dict[str, torch.Tensor], used: set[str], heads: in
         eos_token_id=vocab - 1,
         pad_token_id=0,
     )
-    model = CLIPTextModel(config)
+    with empty_weights():
+        model = CLIPTextModel(config)
     kept = {TEXT + n: t for n, t in tower.items() if not n.startswith(last)}
+    del tower
     converted = sfu.convert_open_clip_checkpoint(model, kept)
+    del kept
     # transformers >= 5.6 flattened CLIPTextModel: its keys lost the `text_model.` prefix.
     if not hasattr(model, "text_model"):
         converted = {k.removeprefix("text_model."): v for k, v in converted.items()}
     converted.pop("text_projection.weight", None)
-    load_into(model, converted, "text encoder")
+    load_into(model, converted, "text encoder", dtype)
     return model
 
 
-def build_image_encoder(state: dict[str, torch.Tensor], used: set[str], heads: int):
+def build_image_encoder(source: TensorFile, used: set[str], heads: int, dtype: torch.dtype | None = None):
     """The OpenCLIP ViT image tower as a transformers CLIPVisionModelWithProjection (diffusers has no converter)."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    tower = take(state, used, IMAGE)
+    tower = source.take(IMAGE, used)
     width, _, patch, _ = tower["conv1.weight"].shape
     grid = int(round((tower["positional_embedding"].shape[0] - 1) ** 0.5))
     config = CLIPVisionConfig(
@@ -166,8 +187,11 @@ def build_image_encoder(state: dict[str, torch.Tensor], used: set[str], heads: i
         hidden_act="gelu",  # OpenCLIP's nn.GELU (exact), not OpenAI's quick_gelu
         layer_norm_eps=1e-5,
     )
-    model = CLIPVisionModelWithProjection(config)
-    load_into(model, convert_open_clip_vision(tower), "image encoder")
+    with empty_weights():
+        model = CLIPVisionModelWithProjection(config)
+    converted = convert_open_clip_vision(tower)
+    del tower
+    load_into(model, converted, "image encoder", dtype)
     return model
 
 
@@ -197,13 +221,13 @@ def convert_open_clip_vision(tower: dict[str, torch.Tensor]) -> dict[str, torch.
     return out
 
 
-def build_normalizer(state: dict[str, torch.Tensor], used: set[str], yaml_config: dict[str, Any]):
+def build_normalizer(source: TensorFile, used: set[str], yaml_config: dict[str, Any]):
     """unCLIP's image-embedding statistics: from the file, else the config's clip_stats_path, else identity."""
     from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
 
-    dim = state[IMAGE + "proj"].shape[1]
+    dim = source.meta[IMAGE + "proj"].shape[1]
     normalizer = StableUnCLIPImageNormalizer(embedding_dim=dim)
-    stats = take(state, used, NORMALIZER + "data_")
+    stats = source.take(NORMALIZER + "data_", used)
     if not stats:
         # ldm registers data_mean/data_std as non-persistent buffers: WebUI files don't carry them, the .yaml
         # names the statistics file (the released sd21-unclip configs name none: zero mean, unit std).
