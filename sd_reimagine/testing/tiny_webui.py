@@ -159,8 +159,9 @@ def randomize_layer_norms(model: Any) -> None:
                 module.bias.normal_(0.1, 0.1)
 
 
-def write_checkpoint(path: Path, config: dict[str, Any], seed: int) -> Path:
-    """Instantiate a config with random weights and write it as .safetensors with its .yaml beside."""
+def write_checkpoint(path: Path, config: dict[str, Any], seed: int, half: bool = False) -> Path:
+    """Instantiate a config with random weights and write it as .safetensors (float16 when `half`) with its .yaml
+    beside."""
     import torch
     import yaml
     from safetensors.torch import save_file
@@ -169,14 +170,22 @@ def write_checkpoint(path: Path, config: dict[str, Any], seed: int) -> Path:
     model = _instantiate(config)
     redraw_zero_weights(model)
     randomize_layer_norms(model)
-    state_dict = {key: value.detach().clone().contiguous() for key, value in model.state_dict().items()}
+    state_dict = model.state_dict()
+    del model
+    for key in list(state_dict):
+        value = state_dict[key].detach()
+        state_dict[key] = (value.half() if half and value.is_floating_point() else value.clone()).contiguous()
     save_file(state_dict, str(path))
     path.with_suffix(".yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
 
 
-def write_webui_tiny_models(out_dir: Path) -> dict[str, Path]:
-    """Write the four tiny checkpoints and what they need; returns name -> path."""
+def write_webui_tiny_models(out_dir: Path, scale: int = 1) -> dict[str, Path]:
+    """Write the four tiny checkpoints and what they need; returns name -> path.
+
+    scale > 1 also writes `big-sdxl-base` and `big-sdxl-refiner`: SDXL-shaped UNets with 32 x scale channels,
+    float16 (files of 2 GB and more at scale 10), for load and swap timings (benchmarks; never committed).
+    """
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     config_dir = write_open_clip_configs(out_dir / OPEN_CLIP_DIR)
@@ -192,6 +201,10 @@ def write_webui_tiny_models(out_dir: Path) -> dict[str, Path]:
         name: write_checkpoint(out_dir / f"{name}.safetensors", config, seed)
         for seed, (name, config) in enumerate(configs.items())
     }
+    if scale > 1:
+        for seed, name in enumerate(("big-sdxl-base", "big-sdxl-refiner"), 10):
+            config = sdxl_config(clip_dir, refiner=name.endswith("refiner"), scale=scale)
+            paths[name] = write_checkpoint(out_dir / f"{name}.safetensors", config, seed, half=True)
     paths[SUPPORT_EXTENSION] = write_support_extension(out_dir / SUPPORT_EXTENSION, config_dir)
     options_path = out_dir / "webui-test-options.json"
     options_path.write_text(json.dumps(WEBUI_TEST_OPTIONS, indent=1) + "\n", encoding="utf-8")

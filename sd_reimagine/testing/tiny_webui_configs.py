@@ -189,8 +189,14 @@ def _sgm_embedders(clip_dir: Path, refiner: bool) -> list[dict[str, Any]]:
     return [clip_l, *embedders, target_size]
 
 
-def _sgm_unet(context_dim: int, adm_in_channels: int) -> dict[str, Any]:
-    """A tiny SGM UNet; the middle block keeps a transformer (else the WebUI takes it for SSD-1B)."""
+def _sgm_unet(context_dim: int, adm_in_channels: int, scale: int = 1) -> dict[str, Any]:
+    """A tiny SGM UNet; the middle block keeps a transformer (else the WebUI takes it for SSD-1B).
+
+    scale > 1: an SDXL-shaped UNet with `32 * scale` channels at three levels, for checkpoints large enough that a
+    load is a real disk load (scale 10: about 1.5 billion parameters, a 3.0 GB float16 file).
+    """
+    if scale > 1:
+        return _big_sgm_unet(context_dim, adm_in_channels, scale)
     params = {
         "adm_in_channels": adm_in_channels,
         "num_classes": "sequential",
@@ -212,7 +218,20 @@ def _sgm_unet(context_dim: int, adm_in_channels: int) -> dict[str, Any]:
     return {"target": "sgm.modules.diffusionmodules.openaimodel.UNetModel", "params": params}
 
 
-def sdxl_config(clip_dir: Path, refiner: bool = False) -> dict[str, Any]:
+def _big_sgm_unet(context_dim: int, adm_in_channels: int, scale: int) -> dict[str, Any]:
+    config = _sgm_unet(context_dim, adm_in_channels)
+    config["params"].update(
+        model_channels=32 * scale,
+        attention_resolutions=[2, 4],
+        num_res_blocks=2,
+        channel_mult=[1, 2, 4],
+        num_head_channels=64,
+        transformer_depth=[0, 2, 6],
+    )
+    return config
+
+
+def sdxl_config(clip_dir: Path, refiner: bool = False, scale: int = 1) -> dict[str, Any]:
     """An SDXL base or refiner config (sd_xl_base.yaml / sd_xl_refiner.yaml) with tiny parts."""
     denoiser = "sgm.modules.diffusionmodules"
     size_dims = 2 * SDXL_SIZE_DIM * (2 if refiner else 3) + (SDXL_SIZE_DIM if refiner else 0)
@@ -227,7 +246,7 @@ def sdxl_config(clip_dir: Path, refiner: bool = False) -> dict[str, Any]:
             "discretization_config": {"target": f"{denoiser}.discretizer.LegacyDDPMDiscretization"},
         },
     }
-    params["network_config"] = _sgm_unet(context_dim, adm_in_channels=EMBED_DIM + size_dims)
+    params["network_config"] = _sgm_unet(context_dim, adm_in_channels=EMBED_DIM + size_dims, scale=scale)
     params["conditioner_config"] = {
         "target": "sgm.modules.GeneralConditioner",
         "params": {"emb_models": _sgm_embedders(clip_dir, refiner)},

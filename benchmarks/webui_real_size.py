@@ -1,0 +1,125 @@
+"""The SDXL post-step on checkpoints large enough that loads are real, in a real WebUI 1.10.1 on CPU.
+
+`REIMAGINE_WEBUI_DIR=/path/to/webui PYTHONPATH=. .venv/bin/python -m benchmarks.webui_real_size MODELS_DIR
+[--limits 1,2] [--counts 1,4] [--reps 1]`. MODELS_DIR holds `big-sdxl-base` and `big-sdxl-refiner` (SDXL-shaped
+UNets, float16, ~3 GB each: `python -m sd_reimagine make-tiny-models --webui --scale 10 MODELS_DIR` with the WebUI's
+Python). For each `sd_checkpoints_limit` and batch count, ours (the post-step, handoff at 0.8) and the WebUI's
+built-in refiner (switch at 0.8) alternate after a warm-up; each row gives the wall time, the WebUI process's CPU time
+and the number of checkpoint loads its log shows, medians over the repetitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.webui.conftest import WebUI, free_port, make_data_dir, webui_root
+
+BASE, REFINER = "big-sdxl-base", "big-sdxl-refiner"
+LOADED = re.compile(r"(?:Weights|Model) loaded in [0-9.]+s")
+REUSED = re.compile(r"Using already loaded model")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (and its threads), from /proc."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def common(count: int) -> dict[str, Any]:
+    return {
+        "prompt": "a red crown",
+        "seed": 7,
+        "steps": 4,
+        "width": 64,
+        "height": 64,
+        "sampler_name": "Euler",
+        "n_iter": count,
+        "save_images": False,
+    }
+
+
+def ours(count: int) -> dict[str, Any]:
+    post = {"enabled": True, "refiner": REFINER, "refiner_mode": "handoff", "switch_at": 0.8, "keep_base": False}
+    return common(count) | {"alwayson_scripts": {"Reimagine SDXL Refiner": {"args": [post]}}}
+
+
+def builtin(count: int) -> dict[str, Any]:
+    return common(count) | {"refiner_checkpoint": f"{REFINER}.safetensors", "refiner_switch_at": 0.8}
+
+
+def timed(webui: WebUI, body: dict[str, Any]) -> dict[str, float]:
+    log_start, cpu = len(webui.log_text()), process_cpu_s(webui.process.pid)
+    started = time.perf_counter()
+    response = webui.post("/sdapi/v1/txt2img", json=body, timeout=3600)
+    wall = time.perf_counter() - started
+    if response.status_code != 200:
+        raise RuntimeError(f"txt2img answered {response.status_code}: {response.text[:2000]}")
+    log = webui.log_text()[log_start:]
+    cpu = process_cpu_s(webui.process.pid) - cpu
+    return {"wall_s": wall, "cpu_s": cpu, "loads": len(LOADED.findall(log)), "reused": len(REUSED.findall(log))}
+
+
+def median_row(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def bench(webui: WebUI, limit: int, count: int, reps: int) -> list[dict[str, Any]]:
+    """Ours and the built-in refiner, alternating, after one warm-up each."""
+    options = {"sd_checkpoints_limit": limit, "sd_model_checkpoint": f"{BASE}.safetensors"}  # the user's model
+    assert webui.post("/sdapi/v1/options", json=options, timeout=3600).status_code == 200
+    runs: dict[str, list] = {"ours": [], "built-in refiner": []}
+    timed(webui, ours(count))
+    timed(webui, builtin(count))
+    for _ in range(reps):
+        runs["ours"].append(timed(webui, ours(count)))
+        runs["built-in refiner"].append(timed(webui, builtin(count)))
+    rows = []
+    for name, measured in runs.items():
+        row = {"limit": limit, "batch_count": count, "method": name, **median_row(measured)}
+        rows.append(row)
+        print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.webui_real_size", description=__doc__)
+    parser.add_argument("models", type=Path)
+    parser.add_argument("--limits", default="1,2")
+    parser.add_argument("--counts", default="1,4")
+    parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/webui-real-size.json"))
+    args = parser.parse_args(argv)
+    root = webui_root()
+    if root is None:
+        parser.error("set REIMAGINE_WEBUI_DIR to a WebUI 1.10.1 root")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-real-size-") as scratch:
+        data_dir = make_data_dir(Path(scratch) / "data", args.models.resolve(), {"sd_checkpoints_limit": 1})
+        for path in sorted(args.models.resolve().glob("big-*")):
+            if path.suffix in (".safetensors", ".yaml"):
+                (data_dir / "models" / "Stable-diffusion" / path.name).symlink_to(path)
+        webui = WebUI(root, data_dir, args.models, free_port(), data_dir / "webui.log")
+        webui.start()
+        try:
+            for limit in [int(x) for x in args.limits.split(",")]:
+                for count in [int(x) for x in args.counts.split(",")]:
+                    rows += bench(webui, limit, count, args.reps)
+        finally:
+            webui.stop()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
