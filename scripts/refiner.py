@@ -1,8 +1,17 @@
-"""AlwaysVisible script: the SDXL Refiner post-step accordion in txt2img and img2img (glue; logic in the package)."""
+"""AlwaysVisible script: the SDXL Refiner post-step accordion in txt2img and img2img (glue; logic in the package:
+sd_reimagine.webui, or sd_reimagine.forge in Forge)."""
+
+import importlib.util
 
 from modules import script_callbacks, scripts
 
-from sd_reimagine.webui import refiner, refiner_ui, xyz
+from sd_reimagine.webui import refiner_ui, xyz
+
+FORGE = bool(importlib.util.find_spec("backend") and importlib.util.find_spec("modules_forge"))
+if FORGE:
+    from sd_reimagine.forge import refiner
+else:
+    from sd_reimagine.webui import refiner
 
 
 class ReimagineRefinerScript(scripts.Script):
@@ -17,7 +26,7 @@ class ReimagineRefinerScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
-        components, self.infotext_fields = refiner_ui.build_ui(self.elem_id("reimagine_refiner"))
+        components, self.infotext_fields = refiner_ui.build_ui(self.elem_id("reimagine_refiner"), limit_note=not FORGE)
         return components
 
     def before_process(self, p, *args):
@@ -30,7 +39,8 @@ class ReimagineRefinerScript(scripts.Script):
         refiner.post_sample(p, ps)
 
     def postprocess_batch_list(self, p, pp, *args, **kwargs):
-        refiner.postprocess_batch_list(p, pp)
+        if hasattr(refiner, "postprocess_batch_list"):
+            refiner.postprocess_batch_list(p, pp)
 
     def postprocess(self, p, processed, *args):
         refiner.postprocess(p, processed)

@@ -1,10 +1,18 @@
-"""Registration glue: the Reimagine tab, settings, API routes and send-to buttons (logic: sd_reimagine.webui)."""
+"""Registration glue: the Reimagine tab, settings, API routes and send-to buttons (logic: sd_reimagine.webui, or
+sd_reimagine.forge in Forge, recognised by its `backend` and `modules_forge` packages)."""
+
+import importlib.util
 
 from modules import script_callbacks
 
 from sd_reimagine.webui import send_to, settings
-from sd_reimagine.webui.api import register
-from sd_reimagine.webui.tab import build_tab
+
+if importlib.util.find_spec("backend") and importlib.util.find_spec("modules_forge"):
+    from sd_reimagine.forge.api import register
+    from sd_reimagine.forge.tab import build_tab
+else:
+    from sd_reimagine.webui.api import register
+    from sd_reimagine.webui.tab import build_tab
 
 
 def on_ui_tabs():

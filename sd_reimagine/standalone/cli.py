@@ -105,7 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write WebUI checkpoints (.safetensors + .yaml); run with the WebUI's Python",
     )
+    add_real_size_parser(commands)
     return parser
+
+
+def add_real_size_parser(commands) -> None:
+    real = commands.add_parser(
+        "make-real-size-models",
+        help="write real-architecture random-weight checkpoints (SDXL base/refiner, unCLIP-H; ~17 GB) for Forge",
+    )
+    real.add_argument("out_dir", type=Path)
+    real.add_argument("--forge", type=Path, required=True, help="a Forge checkout (its configs and huggingface_guess)")
+    real.add_argument("--kinds", nargs="+", default=["sdxl-base", "sdxl-refiner", "unclip-h"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,7 +183,7 @@ def run_make_tiny_models(args) -> int:
     if args.webui:
         from ..testing.tiny_webui import write_webui_tiny_models
 
-        written = write_webui_tiny_models(args.out_dir)
+        written = write_webui_tiny_models(args.out_dir, scale=args.scale)
     else:
         from ..testing.tiny_diffusers import write_tiny_models
 
@@ -214,10 +225,23 @@ class _progress_bar:
             self.bar.close()
 
 
+def run_make_real_size_models(args) -> int:
+    import json
+
+    from ..testing.real_size import FILES, make_real_size_models
+
+    unknown = sorted(set(args.kinds) - set(FILES))
+    if unknown:
+        raise ReimagineError(f"kinds={unknown[0]} is not allowed: one of {', '.join(FILES)}")
+    print(json.dumps(make_real_size_models(args.forge, args.out_dir, args.kinds), indent=1))
+    return 0
+
+
 COMMANDS = {
     "sdxl": run_sdxl,
     "refine": run_refine,
     "variations": run_variations,
     "serve": run_serve,
     "make-tiny-models": run_make_tiny_models,
+    "make-real-size-models": run_make_real_size_models,
 }

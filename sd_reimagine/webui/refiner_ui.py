@@ -16,9 +16,9 @@ from .refiner import pasted_values, webui_group
 log = logging.getLogger("sd_reimagine")
 
 
-def build_ui(elem_prefix: str) -> tuple[list, list]:
+def build_ui(elem_prefix: str, limit_note: bool = True) -> tuple[list, list]:
     """The accordion (its checkbox is `enabled`) with one control per parameter: (components in schema order, paste
-    fields)."""
+    fields). limit_note: show the `sd_checkpoints_limit` note (an A1111 setting; Forge keeps one model)."""
     import gradio as gr
     from modules.ui_components import InputAccordion
 
@@ -36,7 +36,7 @@ def build_ui(elem_prefix: str) -> tuple[list, list]:
             elem_id=f"{elem_prefix}_refiner",
         )
         parameter_controls(controls, group, elem_prefix, skip=("enabled", "refiner"))
-        message = swap.limit_warning()
+        message = swap.limit_warning() if limit_note else None
         if message:
             gr.Markdown(f"Note: {message}", elem_classes=["reimagine-note"])
     components = [enabled, *(controls.params[name] for name in group.names[1:])]

@@ -54,8 +54,11 @@ def infotext_html(text: str) -> str:
     return "<p>" + "<br>\n".join(html.escape(line) for line in text.split("\n")) + "</p>"
 
 
-def make_generate(controls: Controls):
-    """The click handler: (task id, prompt, negative, model, *controls) -> gallery, info json, info html, log html."""
+def make_generate(controls: Controls, run=None):
+    """The click handler: (task id, prompt, negative, model, *controls) -> gallery, info json, info html, log html.
+
+    run: the job runner (default: this adapter's `run_reimagine`; the Forge adapter passes its own)."""
+    run = run or run_reimagine
 
     def generate(id_task: str, prompt: str, negative_prompt: str, model: str | None, *args: Any):
         import gradio as gr
@@ -64,7 +67,7 @@ def make_generate(controls: Controls):
         pairs, values = controls.split(args)
         values.update(prompt=prompt or "", negative_prompt=negative_prompt or "", model=model or "")
         try:
-            result = run_reimagine(load_references(pairs), values, save=bool(shared.opts.samples_save))
+            result = run(load_references(pairs), values, save=bool(shared.opts.samples_save))
         except ReimagineError as exc:
             gr.Warning(str(exc))
             return [], "", "", f"<div class='error'>{html.escape(str(exc))}</div>"
@@ -101,12 +104,13 @@ def take_as_reference(gallery: list, info_json: str, index: int):
     return image
 
 
-def build_tab():
-    """The Blocks of the tab (for on_ui_tabs)."""
+def build_tab(run=None, group=None):
+    """The Blocks of the tab (for on_ui_tabs); `run` and `group` (job runner, parameter group) default to this
+    adapter's, the Forge adapter passes its own."""
     import gradio as gr
     from modules import call_queue, infotext_utils, sd_models, ui_common, ui_toprow
 
-    group = host_group()
+    group = group or host_group()
     titles = unclip_titles()
     controls = Controls()
     with gr.Blocks(analytics_enabled=False) as tab:
@@ -134,7 +138,7 @@ def build_tab():
         selected = gr.State(0)
 
         submit = dict(
-            fn=call_queue.wrap_gradio_gpu_call(make_generate(controls), extra_outputs=[None, "", ""]),
+            fn=call_queue.wrap_gradio_gpu_call(make_generate(controls, run), extra_outputs=[None, "", ""]),
             _js="submit_reimagine",
             inputs=[task_id, toprow.prompt, toprow.negative_prompt, model, *controls.inputs()],
             outputs=[output.gallery, output.generation_info, output.infotext, output.html_log],

@@ -1,0 +1,134 @@
+"""SDXL Refiner post-step in Forge: the A1111 adapter's hooks on Forge's swap, executing the same core plan.
+
+Forge keeps A1111's processing loop, k-diffusion sampler wrappers, prompt parser and RNG, so the refiner pass itself
+is the A1111 adapter's (`webui.refiner_step`: hand-over or pixel bridge, conditioning at the job's aesthetic scores,
+sampling the plan's sigmas, decoding with the refiner's VAE, kept base images). What differs here:
+- the swap (`forge.swap.swapped_checkpoint`): the refiner loads with no additional modules (a VAE or text encoder
+  the user picked for the base is never applied to it) and without the base's LoRAs (a fresh model, its
+  `forge_objects_original`); the user's checkpoint and modules are put back in `finally` (success, error, interrupt,
+  skip) and Forge reloads the user's model where it needs it next (the next batch or job), as its own refiner does;
+- the switch sigma comes from the Forge predictor's sigma table;
+- every batch is refined in its own refiner load (A1111's one-residency mode is not used on Forge);
+- Forge's built-in refiner, when also on, is switched off for the job by the plan (`Post-refiner note`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from ..errors import ReimagineError
+from ..refiner_plan import BRIDGE_KEY, NOTE_KEY, plan_refiner
+from ..schedule import sigma_at_timestep
+from ..webui import refiner as a1111
+from ..webui.host import live_lists
+from ..webui.refiner_job import JOB_ATTR, Handoff, RefinerJob, _FailedSamples, fail_job, job_error, webui_facts
+from ..webui.refiner_step import prepare_batch, record_plan, refine_batch
+from ..webui.swap import checkpoint_kind, resolve_for_role
+from .swap import swapped_checkpoint
+
+log = logging.getLogger("sd_reimagine")
+CUT_ATTR = "reimagine_refiner_cut"
+script_values = a1111.script_values
+pasted_values = a1111.pasted_values
+postprocess = a1111.postprocess
+
+
+def forge_facts(p, values, info, base_model=None, pixels_reason: str = ""):
+    """The job's facts as Forge reports them: k-diffusion samplers continue a schedule; batches refined one by one."""
+    is_sdxl = None if base_model is None else bool(getattr(base_model, "is_sdxl", False))
+    kind = checkpoint_kind(info.filename)
+    continuing = live_lists().continuing_samplers
+    return webui_facts(p, values, kind, continuing, is_sdxl, pixels_reason, one_residency_allowed=False)
+
+
+def before_process(p, args: Sequence[Any]) -> None:
+    """Validate, resolve the refiner (exact name, a kind that refines, a readable file), plan, write the keys."""
+    setattr(p, JOB_ATTR, None)
+    try:
+        values = script_values(args, getattr(p, a1111.OVERRIDES_ATTR, None), strict=bool(getattr(p, "is_api", False)))
+        if not values["enabled"]:
+            return
+        info = resolve_for_role(values["refiner"], "refiner", "refiner")
+        plan = plan_refiner(values, forge_facts(p, values, info), info.short_title)
+    except ReimagineError as error:
+        fail_job(p, error)
+        return
+    setattr(p, JOB_ATTR, RefinerJob(values, info, plan))
+    p.extra_generation_params.update({k: v for k, v in plan.fields().items() if k != BRIDGE_KEY})
+    if plan.builtin_off:
+        a1111.switch_builtin_refiner_off(p, plan)
+
+
+def alphas_cumprod(model) -> list[float]:
+    """The base's training schedule from Forge's predictor (alpha_bar = 1 / (1 + sigma^2))."""
+    sigmas = model.forge_objects.unet.model.predictor.sigmas
+    return [float(a) for a in (1.0 / (1.0 + sigmas.double() ** 2))]
+
+
+def before_sampling(p) -> None:
+    """Handoff: cut the base's schedule at the switch sigma (the last pass only; once per sampler)."""
+    job: RefinerJob | None = getattr(p, JOB_ATTR, None)
+    if job is None or job.mode != "handoff":
+        return
+    if getattr(p, "enable_hr", False) and not getattr(p, "is_hr_pass", False):
+        return
+    if getattr(p.sampler, CUT_ATTR, None) is job:  # Forge calls this hook twice in the hires pass
+        return
+    setattr(p.sampler, CUT_ATTR, job)
+    sigma_switch = sigma_at_timestep(alphas_cumprod(p.sd_model), job.plan.switch_timestep)
+    job.handoff = Handoff()
+    a1111.stop_base_at(p.sampler, job, sigma_switch)
+
+
+def post_sample(p, ps) -> None:
+    """Refine this batch (the plan says how); a refused value or an error fails the job after the restore."""
+    from modules import shared
+
+    job: RefinerJob | None = getattr(p, JOB_ATTR, None)
+    if job is None:
+        return
+    if shared.state.interrupted or shared.state.skipped:
+        p.extra_generation_params[NOTE_KEY] = "skipped: the job was interrupted"
+        return
+    try:
+        ps.samples = run_post_step(p, job, ps.samples)
+    except ReimagineError as error:
+        log.warning("Reimagine post-refiner stopped the job: %s", error)
+        ps.samples = _FailedSamples(job_error(error))
+    except Exception as error:
+        log.exception("Reimagine post-refiner failed")
+        ps.samples = _FailedSamples(error)
+
+
+def run_post_step(p, job: RefinerJob, samples):
+    """Base output -> refined pixels: base facts and images while the base is loaded, then the refiner pass."""
+    from backend.sampling.sampling_function import sampling_cleanup, sampling_prepare
+
+    base_unet = p.sd_model.forge_objects.unet
+    if job.mode == "handoff" and job.handoff.latents is not None:
+        sampling_prepare(base_unet, x=job.handoff.latents)  # the base's x0 estimate at the switch takes one call
+    try:
+        batch = prepare_batch(p, job, samples)
+    finally:
+        if job.mode == "handoff" and job.handoff.latents is not None:
+            sampling_cleanup(base_unet)
+    job.plan = replace(job.plan, **_forge_plan_fields(p, job))
+    with swapped_checkpoint(job.info, field="refiner") as refiner_model:
+        refiner_model.forge_objects = refiner_model.forge_objects_original.shallow_copy()  # no base LoRA
+        job.plan = replace(job.plan, refiner=job.info.short_title)
+        result = refine_batch(p, job, batch, refiner_model)
+    record_plan(p, job)
+    if job.plan.keep_base and batch.pixels is not None:
+        first = batch.iteration * p.batch_size
+        job.base_images.extend((batch.pixels[i].cpu(), first + i) for i in range(len(batch.pixels)))
+    return result
+
+
+def _forge_plan_fields(p, job: RefinerJob) -> dict[str, Any]:
+    """prepare_batch re-planned with the A1111 adapter's facts; Forge's facts decide residency and the note."""
+    facts = forge_facts(p, job.values, job.info, p.sd_model)
+    planned = plan_refiner(job.values, facts, job.plan.refiner)
+    return {"one_residency": False, "note": planned.note}
