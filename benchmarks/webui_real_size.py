@@ -1,11 +1,14 @@
 """The SDXL post-step on checkpoints large enough that loads are real, in a real WebUI 1.10.1 on CPU.
 
 `REIMAGINE_WEBUI_DIR=/path/to/webui PYTHONPATH=. .venv/bin/python -m benchmarks.webui_real_size MODELS_DIR
-[--limits 1,2] [--counts 1,4] [--reps 1]`. MODELS_DIR holds `big-sdxl-base` and `big-sdxl-refiner` (SDXL-shaped
+[--limit 1] [--jobs ours:1:on,builtin:1:on,ours:4:off,ours:4:on,builtin:2:on] [--reps 1]`.
+MODELS_DIR holds `big-sdxl-base` and `big-sdxl-refiner` (SDXL-shaped
 UNets, float16, ~3 GB each: `python -m sd_reimagine make-tiny-models --webui --scale 10 MODELS_DIR` with the WebUI's
-Python). For each `sd_checkpoints_limit` and batch count, ours (the post-step, handoff at 0.8) and the WebUI's
-built-in refiner (switch at 0.8) alternate after a warm-up; each row gives the wall time, the WebUI process's CPU time
-and the number of checkpoint loads its log shows, medians over the repetitions.
+Python). Each job spec is `method:batch_count:one_residency`: ours (the post-step, handoff at 0.8, one refiner
+residency on or off) or the WebUI's built-in refiner (switch at 0.8); they run in turn after a warm-up round, each
+followed by a 1-step job on the user's model. Each row: wall time, the WebUI process's CPU time and the checkpoint
+loads its log shows, medians over the repetitions. The built-in refiner at batch count 4 is left out by default: at
+limit 1 on 3 GB checkpoints its memory grows past 16 GiB (OOM-killed on a 24 GiB machine).
 """
 
 from __future__ import annotations
@@ -56,35 +59,40 @@ def builtin(count: int) -> dict[str, Any]:
     return common(count) | {"refiner_checkpoint": f"{REFINER}.safetensors", "refiner_switch_at": 0.8}
 
 
+USER_JOB = {"prompt": "", "steps": 1, "width": 64, "height": 64, "seed": 1, "save_images": False}
+METHODS = {"ours": ours, "builtin": builtin}
+
+
 def timed(webui: WebUI, body: dict[str, Any]) -> dict[str, float]:
+    """One job, then a 1-step job on the user's model: the built-in refiner leaves the refiner loaded and pays the
+    base reload in the next job, so both are charged their way back to the user's model."""
     log_start, cpu = len(webui.log_text()), process_cpu_s(webui.process.pid)
     started = time.perf_counter()
-    response = webui.post("/sdapi/v1/txt2img", json=body, timeout=3600)
+    for payload in (body, USER_JOB):
+        response = webui.post("/sdapi/v1/txt2img", json=payload, timeout=3600)
+        if response.status_code != 200:
+            raise RuntimeError(f"txt2img answered {response.status_code}: {response.text[:2000]}")
     wall = time.perf_counter() - started
-    if response.status_code != 200:
-        raise RuntimeError(f"txt2img answered {response.status_code}: {response.text[:2000]}")
     log = webui.log_text()[log_start:]
     cpu = process_cpu_s(webui.process.pid) - cpu
     return {"wall_s": wall, "cpu_s": cpu, "loads": len(LOADED.findall(log)), "reused": len(REUSED.findall(log))}
 
 
-def median_row(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-
-
-def bench(webui: WebUI, limit: int, count: int, reps: int) -> list[dict[str, Any]]:
-    """Ours and the built-in refiner, alternating, after one warm-up each."""
+def bench(webui: WebUI, limit: int, jobs: list[str], reps: int) -> list[dict[str, Any]]:
+    """Each job spec `method:batch_count:one_residency(on|off)`, in turn, `reps` times after a warm-up round."""
     options = {"sd_checkpoints_limit": limit, "sd_model_checkpoint": f"{BASE}.safetensors"}  # the user's model
     assert webui.post("/sdapi/v1/options", json=options, timeout=3600).status_code == 200
-    runs: dict[str, list] = {"ours": [], "built-in refiner": []}
-    timed(webui, ours(count))
-    timed(webui, builtin(count))
-    for _ in range(reps):
-        runs["ours"].append(timed(webui, ours(count)))
-        runs["built-in refiner"].append(timed(webui, builtin(count)))
+    runs: dict[str, list] = {spec: [] for spec in jobs}
+    for round_number in range(reps + 1):
+        for spec in jobs:
+            name, count, setting = spec.split(":")
+            webui.post("/sdapi/v1/options", json={"reimagine_refiner_one_residency": setting == "on"})
+            result = timed(webui, METHODS[name](int(count)))
+            if round_number:  # round 0 is the warm-up
+                runs[spec].append(result)
     rows = []
-    for name, measured in runs.items():
-        row = {"limit": limit, "batch_count": count, "method": name, **median_row(measured)}
+    for spec, measured in runs.items():
+        row = {"limit": limit, "job": spec, **{k: statistics.median(r[k] for r in measured) for k in measured[0]}}
         rows.append(row)
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     return rows
@@ -93,26 +101,23 @@ def bench(webui: WebUI, limit: int, count: int, reps: int) -> list[dict[str, Any
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.webui_real_size", description=__doc__)
     parser.add_argument("models", type=Path)
-    parser.add_argument("--limits", default="1,2")
-    parser.add_argument("--counts", default="1,4")
+    parser.add_argument("--limit", type=int, default=1)
+    parser.add_argument("--jobs", default="ours:1:on,builtin:1:on,ours:4:off,ours:4:on,builtin:2:on")
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/webui-real-size.json"))
     args = parser.parse_args(argv)
     root = webui_root()
     if root is None:
         parser.error("set REIMAGINE_WEBUI_DIR to a WebUI 1.10.1 root")
-    rows = []
     with tempfile.TemporaryDirectory(prefix="bench-real-size-") as scratch:
-        data_dir = make_data_dir(Path(scratch) / "data", args.models.resolve(), {"sd_checkpoints_limit": 1})
+        data_dir = make_data_dir(Path(scratch) / "data", args.models.resolve(), {"sd_checkpoints_limit": args.limit})
         for path in sorted(args.models.resolve().glob("big-*")):
             if path.suffix in (".safetensors", ".yaml"):
                 (data_dir / "models" / "Stable-diffusion" / path.name).symlink_to(path)
         webui = WebUI(root, data_dir, args.models, free_port(), data_dir / "webui.log")
         webui.start()
         try:
-            for limit in [int(x) for x in args.limits.split(",")]:
-                for count in [int(x) for x in args.counts.split(",")]:
-                    rows += bench(webui, limit, count, args.reps)
+            rows = bench(webui, args.limit, args.jobs.split(","), args.reps)
         finally:
             webui.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
