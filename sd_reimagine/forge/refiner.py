@@ -116,6 +116,7 @@ def run_post_step(p, job: RefinerJob, samples):
         if job.mode == "handoff" and job.handoff.latents is not None:
             sampling_cleanup(base_unet)
     job.plan = replace(job.plan, **_forge_plan_fields(p, job))
+    release_base(p, job)
     with swapped_checkpoint(job.info, field="refiner") as refiner_model:
         refiner_model.forge_objects = refiner_model.forge_objects_original.shallow_copy()  # no base LoRA
         job.plan = replace(job.plan, refiner=job.info.short_title)
@@ -125,6 +126,13 @@ def run_post_step(p, job: RefinerJob, samples):
         first = batch.iteration * p.batch_size
         job.base_images.extend((batch.pixels[i].cpu(), first + i) for i in range(len(batch.pixels)))
     return result
+
+
+def release_base(p, job: RefinerJob) -> None:
+    """Drop the job's references to the base model (through its sampler) so that Forge frees it before it loads the
+    refiner: one model resident, as Forge plans its memory (the sampler is not used after sampling)."""
+    job.handoff.sampler = None
+    p.sampler = None
 
 
 def _forge_plan_fields(p, job: RefinerJob) -> dict[str, Any]:

@@ -112,9 +112,23 @@ def unclip_runner(info, max_batch: int) -> Iterator[Any]:
         del pipe
         yield runner
     finally:
-        del runner
+        if runner is not None:
+            runner.pipe = None  # the caller's name for the runner no longer holds the model
         gc.collect()
         memory_management.soft_empty_cache(force=True)
+        release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """Hand freed host memory back to the system (glibc keeps it otherwise: the model's RAM would stay taken)."""
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
 
 
 def state_callbacks():

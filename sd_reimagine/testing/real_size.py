@@ -92,11 +92,18 @@ def text_layout(forge: Path, repo: str, guess) -> dict[str, torch.Tensor]:
         with_projection = "CLIPTextModelWithProjection" in (config.architectures or [])
         return (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(config)
 
+    def named(prefix: str, part: str) -> dict[str, torch.Tensor]:
+        # transformers 5 dropped the `text_model.` level that the original checkpoints (and Forge) name
+        state = _meta_state(lambda: encoder(part))
+        return {
+            prefix + (k if k.startswith(("text_model.", "text_projection")) else "text_model." + k): v
+            for k, v in state.items()
+        }
+
     if repo == SDXL_REFINER_REPO:
-        state = {"clip_g.transformer." + k: v for k, v in _meta_state(lambda: encoder("text_encoder")).items()}
+        state = named("clip_g.transformer.", "text_encoder")
         return guess.model_list.SDXLRefiner.process_clip_state_dict_for_saving(None, state)
-    state = {"clip_l.transformer." + k: v for k, v in _meta_state(lambda: encoder("text_encoder")).items()}
-    state |= {"clip_g.transformer." + k: v for k, v in _meta_state(lambda: encoder("text_encoder_2")).items()}
+    state = named("clip_l.transformer.", "text_encoder") | named("clip_g.transformer.", "text_encoder_2")
     return guess.model_list.SDXL.process_clip_state_dict_for_saving(None, state)
 
 

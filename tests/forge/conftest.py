@@ -1,0 +1,172 @@
+"""A real Forge with this extension and real-architecture random-weight checkpoints, started once per session.
+
+REIMAGINE_FORGE_DIR: a Forge checkout (lllyasviel/stable-diffusion-webui-forge) with its venv and repositories/
+(huggingface_guess at the pinned commit, assets, BLIP); REIMAGINE_FORGE_PYTHON: its Python (default
+<root>/venv/bin/python); REIMAGINE_FORGE_MODELS: where the checkpoints are kept (default
+~/.cache/sd-reimagine/forge-models; built there by `make-real-size-models --forge` when missing: ~3 min, 17 GB).
+Unset REIMAGINE_FORGE_DIR: every test here is skipped. Forge runs offline on the CPU from a throw-away --data-dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..browser import free_port
+
+PROJECT = Path(__file__).resolve().parents[2]
+ENV_DIR, ENV_PYTHON, ENV_MODELS = "REIMAGINE_FORGE_DIR", "REIMAGINE_FORGE_PYTHON", "REIMAGINE_FORGE_MODELS"
+SKIP_REASON = (
+    f"set {ENV_DIR} to a Forge checkout with its venv and repositories/ (optionally {ENV_PYTHON}, {ENV_MODELS}) "
+    "to run the real-Forge tests"
+)
+START_TIMEOUT = float(os.environ.get("REIMAGINE_FORGE_START_TIMEOUT", "300"))
+FLAGS = [
+    "--always-cpu",
+    "--unet-in-bf16",  # about half the memory of float32 for the SDXL UNets (14-19 GB otherwise)
+    "--clip-in-fp16",
+    "--skip-prepare-environment",
+    "--skip-install",
+    "--skip-torch-cuda-test",
+    "--skip-python-version-check",
+    "--api",
+    "--api-server-stop",
+    "--no-download-sd-model",
+]
+BASE, REFINER, UNCLIP = "real-sdxl-base.safetensors", "real-sdxl-refiner.safetensors", "real-unclip-h.safetensors"
+OPTIONS = {"live_previews_enable": False, "sd_model_checkpoint": BASE, "samples_save": False}
+
+
+def forge_root() -> Path | None:
+    value = os.environ.get(ENV_DIR, "").strip()
+    return Path(value).resolve() if value else None
+
+
+def models_dir() -> Path:
+    default = Path.home() / ".cache" / "sd-reimagine" / "forge-models"
+    return Path(os.environ.get(ENV_MODELS) or default).expanduser()
+
+
+@pytest.fixture(autouse=True)
+def _needs_forge():
+    if forge_root() is None:
+        pytest.skip(SKIP_REASON)
+
+
+def build_models(root: Path, out: Path) -> Path:
+    """The real-size checkpoints (kept between sessions: the builder skips files that exist)."""
+    command = [sys.executable, "-m", "sd_reimagine", "make-real-size-models", "--forge", str(root), str(out)]
+    result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, f"make-real-size-models failed:\n{result.stdout}\n{result.stderr}"
+    return out
+
+
+def make_data_dir(data_dir: Path, models: Path) -> Path:
+    """A throw-away --data-dir: the checkpoints (and unCLIP's tokenizer) linked in, this project as an extension."""
+    target = data_dir / "models" / "Stable-diffusion"
+    target.mkdir(parents=True)
+    for path in sorted(models.iterdir()):
+        if path.suffix == ".safetensors" or path.name.endswith("_tokenizer"):
+            (target / path.name).symlink_to(path)
+    (data_dir / "extensions").mkdir()
+    (data_dir / "extensions" / "sd-webui-reimagine").symlink_to(PROJECT, target_is_directory=True)
+    (data_dir / "config.json").write_text(json.dumps(OPTIONS, indent=1), encoding="utf-8")
+    return data_dir
+
+
+@dataclass
+class Forge:
+    """A running Forge: its URL, HTTP helpers and log."""
+
+    root: Path
+    data_dir: Path
+    port: int
+    log_path: Path
+    process: subprocess.Popen | None = None
+    startup_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str, **kwargs):
+        import requests
+
+        kwargs.setdefault("timeout", 900)
+        return requests.get(self.url + path, **kwargs)
+
+    def post(self, path: str, json: Any = None, **kwargs):
+        import requests
+
+        kwargs.setdefault("timeout", 900)
+        return requests.post(self.url + path, json=json, **kwargs)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def options(self) -> dict[str, Any]:
+        response = self.get("/sdapi/v1/options")
+        response.raise_for_status()
+        return response.json()
+
+    def start(self) -> None:
+        python = os.environ.get(ENV_PYTHON) or str(self.root / "venv" / "bin" / "python")
+        command = [python, "launch.py", *FLAGS, "--data-dir", str(self.data_dir), "--port", str(self.port)]
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+        started = time.perf_counter()
+        log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed with the process)
+        self.process = subprocess.Popen(command, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.extra["log_handle"] = log
+        while time.perf_counter() - started < START_TIMEOUT:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Forge exited with {self.process.returncode}:\n{self.log_text()[-6000:]}")
+            if "Startup time:" in self.log_text() and self._answers():
+                self.startup_seconds = time.perf_counter() - started
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"Forge did not start in {START_TIMEOUT:.0f} s:\n{self.log_text()[-6000:]}")
+
+    def _answers(self) -> bool:
+        try:
+            return self.get("/reimagine/v1/version", timeout=5).status_code == 200
+        except Exception:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM (Forge's server-stop closes the port but leaves the process running)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+        handle = self.extra.pop("log_handle", None)
+        if handle is not None:
+            handle.close()
+
+
+@pytest.fixture(scope="session")
+def forge(tmp_path_factory) -> Forge:
+    """Forge started with this extension and the real-size checkpoints; stopped at the end of the session."""
+    root = forge_root()
+    models = build_models(root, models_dir())
+    data_dir = make_data_dir(tmp_path_factory.mktemp("forge-data"), models)
+    server = Forge(root, data_dir, free_port(), data_dir / "forge.log")
+    server.start()
+    print(f"\nForge started in {server.startup_seconds:.1f} s at {server.url} (log: {server.log_path})")
+    try:
+        yield server
+    finally:
+        server.stop()
