@@ -77,28 +77,32 @@ class Controls:
 def reference_slots(
     controls: Controls, elem_prefix: str, slots: int = REFERENCE_SLOTS, components: Components | None = None
 ) -> None:
-    """Image + weight slots: the first shown, the rest in an accordion (gradio 3.41 has no input gallery)."""
+    """Image + weight slots: the first shown, the rest in an accordion (gradio 3.41 has no input gallery).
+
+    Slots count from 1 in labels and element ids alike: "Reference 1" is `<prefix>_image_1`, "Weight 1"
+    `<prefix>_weight_1`.
+    """
     import gradio as gr
 
-    def slot(index: int) -> None:
+    def slot(number: int) -> None:
         image = _component(components, "Reference")(
-            label=f"Reference {index + 1}", elem_id=f"{elem_prefix}_image_{index}"
+            label=f"Reference {number}", elem_id=f"{elem_prefix}_image_{number}"
         )
         weight = _component(components, "Slider")(
             minimum=REFERENCE_WEIGHT.minimum,
             maximum=REFERENCE_WEIGHT.maximum,
             step=REFERENCE_WEIGHT.step,
             value=1.0,
-            label=f"Weight {index + 1}",
-            elem_id=f"{elem_prefix}_weight_{index}",
+            label=f"Weight {number}",
+            elem_id=f"{elem_prefix}_weight_{number}",
         )
         controls.images.append(image)
         controls.weights.append(weight)
 
-    slot(0)
+    slot(1)
     with gr.Accordion("More references", open=False, elem_id=f"{elem_prefix}_more_references"):
-        for index in range(1, slots):
-            slot(index)
+        for number in range(2, slots + 1):
+            slot(number)
 
 
 def reference_image(label: str, elem_id: str):

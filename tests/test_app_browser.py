@@ -1,6 +1,8 @@
 """The standalone app driven in headless Chromium: upload, generate, gallery, infotext, errors, "Reimagine this",
 Stop and a closed tab."""
 
+import time
+
 import pytest
 
 from .browser import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
@@ -71,8 +73,8 @@ def set_number(page, elem_id: str, value) -> None:
 def test_upload_generate_and_reimagine_this(page, tmp_path):
     image = tmp_path / "ref.png"
     noise_image(4).save(image)
-    page.set_input_files("#reimagine_image_0 input[type=file]", str(image))
-    page.wait_for_selector("#reimagine_image_0_preview img")  # what our loader made of the file
+    page.set_input_files("#reimagine_image_1 input[type=file]", str(image))
+    page.wait_for_selector("#reimagine_image_1_preview img")  # what our loader made of the file
     for elem_id, value in [
         ("reimagine_width", 64),
         ("reimagine_height", 64),
@@ -137,7 +139,7 @@ def test_bad_value_shows_a_readable_error_and_the_app_keeps_running(page):
     assert page.locator("#reimagine_generate").is_enabled()
 
 
-def upload(page, path, slot: int = 0) -> None:
+def upload(page, path, slot: int = 1) -> None:
     page.set_input_files(f"#reimagine_image_{slot} input[type=file]", str(path))
 
 
@@ -159,7 +161,7 @@ def test_a_bad_upload_gets_the_loaders_message_naming_the_reference(browser, app
 
 def start_long_job(page, image, seed: int) -> None:
     upload(page, image)
-    page.wait_for_selector("#reimagine_image_0_preview img")
+    page.wait_for_selector("#reimagine_image_1_preview img")
     for elem_id, value in LONG_JOB:
         set_number(page, elem_id, value)
     page.locator("#reimagine_seed input").fill(str(seed))
@@ -192,7 +194,7 @@ def test_closing_the_tab_stops_its_job_and_frees_the_models(browser, app, tmp_pa
     gone.close()
     page = open_app(browser, app[0])  # the next user's job runs at once
     upload(page, image)
-    page.wait_for_selector("#reimagine_image_0_preview img")
+    page.wait_for_selector("#reimagine_image_1_preview img")
     for elem_id, value in [("reimagine_width", 64), ("reimagine_height", 64), ("reimagine_steps", 2)]:
         set_number(page, elem_id, value)
     page.locator("#reimagine_seed input").fill("6100")
@@ -201,4 +203,29 @@ def test_closing_the_tab_stops_its_job_and_frees_the_models(browser, app, tmp_pa
         "document.querySelector('#reimagine_infotext textarea').value.includes('Seed: 6100')", timeout=15_000
     )
     assert {s for s in saved_seeds(app[1]) if 6000 <= s < 6100} == {6000, 6001, 6002, 6003}  # stopped early
+    page.close()
+
+
+def test_the_size_is_the_models_own_and_stop_ends_a_refine(browser, app, tmp_path):
+    page = open_app(browser, app[0])
+    assert page.input_value("#reimagine_width input[type=number]") == "64"  # the tiny model's size, not 768
+    assert page.input_value("#reimagine_height input[type=number]") == "64"
+    image = tmp_path / "ref.png"
+    noise_image(4).save(image)
+    upload(page, image)
+    page.wait_for_selector("#reimagine_image_1_preview img")
+    set_number(page, "reimagine_steps", 2)
+    page.click("#reimagine_generate")
+    page.wait_for_function("document.querySelectorAll('#reimagine_gallery img').length >= 1", timeout=90_000)
+    page.click("button[role=tab]:has-text('SDXL')")
+    set_number(page, "sdxl_refiner_refine_strength", 1.0)
+    set_number(page, "sdxl_refiner_refiner_steps", 150)  # about 60 s unstopped on 2 CPU cores
+    page.click("button[role=tab]:has-text('Reimagine')")
+    page.click("#reimagine_refine")
+    page.wait_for_selector("#reimagine_gallery .progress-level:has-text('Refining')", timeout=60_000)
+    started = time.monotonic()
+    page.click("#reimagine_stop")
+    assert "Stopped: the partly refined image is kept" in toast_with(page, "Stopped")
+    assert time.monotonic() - started < 10
+    page.wait_for_function("document.querySelectorAll('#reimagine_gallery img').length >= 2", timeout=30_000)
     page.close()

@@ -300,3 +300,50 @@ def test_serve_out_outside_the_working_and_temp_folders(tiny_models, tmp_path, i
         server.wait(timeout=30)
     assert len(gallery) == 1 and "Seed: 3" in infotext
     assert [p.name for p in (out / "reimagine").iterdir()] == ["00000-3.png"]
+
+
+# --- 5. slots, default sizes and a stoppable refine -------------------------------------------------------------
+
+
+def test_slot_ids_count_from_1_like_their_labels(app):
+    import httpx
+
+    props = [c.get("props", {}) for c in httpx.get(app[0] + "config", timeout=30).json()["components"]]
+    labels = {p["elem_id"]: p.get("label") for p in props if p.get("elem_id")}
+    for number in range(1, MAX_REFERENCES + 1):
+        assert labels[f"reimagine_image_{number}"] == f"Reference {number}"
+        assert labels[f"reimagine_image_{number}_preview"] == f"Reference {number} as loaded"
+        assert labels[f"reimagine_weight_{number}"] == f"Weight {number}"
+    assert not [elem_id for elem_id in labels if elem_id.endswith(("_image_0", "_weight_0", "_image_0_preview"))]
+
+
+def endpoint_defaults(client, endpoint: str, groups) -> dict:
+    """{schema name: default} of an endpoint's parameters, matched by label (a label names one field per group)."""
+    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"][endpoint]["parameters"]
+    labels = {p.label: p.name for group in groups for p in group}
+    return {labels[p["label"]]: p["parameter_default"] for p in info if p["label"] in labels}
+
+
+def test_width_and_height_default_to_the_models_own_size(client):
+    """The tiny models are 64x64 (unet sample_size 8 x VAE factor 8): the app offers that, not the schema's 768."""
+    reimagine = endpoint_defaults(client, "/reimagine", [REIMAGINE])
+    sdxl = endpoint_defaults(client, "/sdxl", [SDXL])
+    assert (reimagine["width"], reimagine["height"]) == (64, 64)
+    assert (sdxl["width"], sdxl["height"]) == (64, 64)
+    assert REIMAGINE["width"].default == 768 and SDXL["width"].default == 1024  # the schema itself is unchanged
+
+
+def test_stop_ends_a_refine_at_its_next_step_and_keeps_its_image(app, client, tiny_models, image):
+    reimagine(client, tiny_models["tiny-unclip"], [image], seed=4000)  # the session's gallery: one variation
+    values = endpoint_defaults(client, "/refine", [REFINER])
+    values.update(refiner=str(tiny_models["tiny-sdxl-refiner"]), refine_strength=1.0, refiner_steps=150)
+    job = client.submit(*values.values(), api_name="/refine")  # about 60 s unstopped on 2 CPU cores
+    wait_until_sampling(job)
+    started = time.monotonic()
+    client.predict(api_name="/stop")
+    gallery, infotext = job.result(timeout=60)
+    assert time.monotonic() - started < FAST_SECONDS
+    assert len(gallery) == 2 and "Post-refiner steps: 150" in infotext  # the variation, then the refined image
+    assert len(list((app[1] / "refined").glob("*.png"))) == 1  # and saved
+    _, infotext = reimagine(client, tiny_models["tiny-unclip"], [image], seed=8)
+    assert "Seed: 8" in infotext  # the model lock was freed

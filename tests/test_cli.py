@@ -206,3 +206,47 @@ def test_unreadable_single_file_unclip_is_a_clear_error(tmp_path, content):
     result = cli("variations", "--image", image, "--model", checkpoint)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "sd21-unclip-h.safetensors" in result.stderr
+
+
+def test_without_width_and_height_the_models_own_size_is_used(tiny_models, tmp_path):
+    image = tmp_path / "a.png"
+    noise_image(0).save(image)
+    result = cli(
+        "variations", "--model", tiny_models["tiny-unclip"], "--image", image, "--steps", "2", "--out", tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    made = Image.open(result.stdout.split()[0])
+    assert made.size == (64, 64) and "Size: 64x64" in made.info["parameters"]  # the tiny model's, not 768
+    result = cli("sdxl", "--base", tiny_models["tiny-sdxl-base"], "--steps", "2", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(result.stdout.split()[0]).size == (64, 64)  # not 1024
+    result = cli("variations", "--help")
+    assert "the --model model's own size: 768 for SD 2.1 unCLIP, 1024 for SDXL" in " ".join(result.stdout.split())
+
+
+def test_dtype_bfloat16_runs_a_job_on_cpu(tiny_models, tmp_path):
+    image = tmp_path / "a.png"
+    noise_image(0).save(image)
+    model = tiny_models["tiny-unclip"]
+    result = cli(
+        "variations", "--model", model, "--image", image, "--steps", "2", "--dtype", "bfloat16", "--out", tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert Image.open(result.stdout.split()[0]).size == (64, 64)
+
+
+@pytest.mark.parametrize("command", ["variations", "sdxl", "refine", "serve"])
+@pytest.mark.parametrize(
+    ("dtype", "allowed"),
+    [
+        ("float16", "one of float32, bfloat16 on cpu; float16 needs a GPU"),
+        ("float64", "one of float32, bfloat16 on cpu"),
+    ],
+)
+def test_a_dtype_the_device_cannot_run_exits_2_with_one_line(tmp_path, command, dtype, allowed):
+    image = tmp_path / "a.png"
+    noise_image(0).save(image)
+    extra = ["--image", image] if command in ("variations", "refine") else []
+    result = cli("--device", "cpu", command, *extra, "--dtype", dtype, "--out", tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"error: dtype={dtype!r} is not allowed: {allowed}"

@@ -14,6 +14,7 @@ CORE_MODULES = [
     "sd_reimagine.mixing",
     "sd_reimagine.schedule",
     "sd_reimagine.checkpoints",
+    "sd_reimagine.model_size",
     "sd_reimagine.ui",
     "sd_reimagine.api_request",
     "sd_reimagine.refiner_plan",

@@ -6,9 +6,10 @@ Three things differ from plain gradio use, each for one reason:
   show the server's cache path.
 - Sliders, numbers and dropdowns leave range and choice checks to the schema, so every refusal names its field
   (`noise_level=-1 is not allowed: ...`) instead of gradio's "Value -1 is less than minimum value 0.".
-- Each job runs in a worker thread with a stop flag that its steps read: Stop sets it, and so do a cancelled event
-  and a client that is gone (tab closed, HTTP client dropped), so the job ends at its next step and frees the model
-  lock. A stopped job returns what it made, which is saved (and shown, when someone is still there).
+- Each job (variations, SDXL, refine) runs in a worker thread with a stop flag that its steps read: Stop sets it
+  (the Reimagine tab's Stop also ends a "Refine"), and so do a cancelled event and a client that is gone (tab
+  closed, HTTP client dropped), so the job ends at its next step and frees the model lock. A stopped job returns
+  what it made, which is saved (and shown, when someone is still there).
 """
 
 # No `from __future__ import annotations` here: gradio reads the `gr.SelectData` and `gr.Request` annotations at
@@ -19,13 +20,15 @@ import contextvars
 import functools
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import ParamError, ReimagineError
 from ..images import InputImage, open_image
 from ..mixing import REFERENCE_WEIGHT
-from ..schema import REFINER, REIMAGINE, SDXL
+from ..model_size import sized_for_model
+from ..schema import REFINER, REIMAGINE, SDXL, ParamGroup
 from ..ui import Controls, as_gradio_error, load_references, parameter_controls, reference_slots
 from .session import Session
 
@@ -33,104 +36,176 @@ PREVIEW_SIZE = (512, 512)
 T = TypeVar("T")
 
 
+@dataclass
+class ReimagineTab:
+    """The components of the Reimagine tab that its handlers read and write."""
+
+    controls: Controls
+    generate: Any
+    stop: Any
+    gallery: Any
+    infotext: Any
+    reimagine_this: Any
+    refine_this: Any
+    paths: Any  # gr.State: the saved images shown in the gallery
+    selected: Any  # gr.State: the gallery index picked
+    taken: Any  # gr.State: path of the result taken with "Reimagine this" (lineage)
+
+    def outputs(self) -> list:
+        return [self.gallery, self.paths, self.infotext, self.selected]
+
+
+class Jobs:
+    """The app's jobs on one session's models: one at a time (`lock`), each under a stop flag (`stops`)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.lock = threading.Lock()
+        self.stops = StopFlags()
+
+    async def run(self, key: tuple, work: Callable[[Callable[[], bool]], T]) -> T:
+        """`work(should_stop)` in a worker thread under a new stop flag for `key`; user errors become gr.Error."""
+        key, flag = self.stops.new(key)
+        try:
+            return await run_stoppable(work, flag)
+        except ReimagineError as exc:
+            raise as_gradio_error(exc) from None
+        finally:
+            self.stops.drop(key, flag)
+
+
 def build_app(session: Session, model: str | None = None, base: str | None = None, refiner: str | None = None):
-    """The Blocks app; `model`, `base` and `refiner` become the defaults of those fields."""
+    """The Blocks app; `model`, `base` and `refiner` become the defaults of those fields, and the size of `model`
+    (`base` in the SDXL tab) the default width and height."""
     import gradio as gr
 
-    group = REIMAGINE.replace(REIMAGINE["model"].with_default(model)) if model else REIMAGINE
-    lock = threading.Lock()  # one job at a time on the loaded models
-    stops = StopFlags()
-    components = schema_checked_components()
-
+    jobs = Jobs(session)
     with gr.Blocks(title="Reimagine", analytics_enabled=False) as demo:
-        with gr.Tab("Reimagine", elem_id="reimagine_tab"):
-            controls = Controls()
-            with gr.Row():
-                with gr.Column():
-                    reference_slots(controls, "reimagine", components=components)
-                    parameter_controls(controls, group, "reimagine", components=components)
-                with gr.Column():
-                    with gr.Row():
-                        generate = gr.Button("Generate", variant="primary", elem_id="reimagine_generate")
-                        stop = gr.Button("Stop", variant="stop", elem_id="reimagine_stop")
-                    gallery = gr.Gallery(label="Variations", elem_id="reimagine_gallery", columns=2)
-                    infotext = gr.Textbox(label="Generation parameters", lines=4, elem_id="reimagine_infotext")
-                    with gr.Row():
-                        reimagine_this = gr.Button("Reimagine this", elem_id="reimagine_this")
-                        refine_this = gr.Button("Refine (SDXL refiner)", elem_id="reimagine_refine")
-            paths = gr.State([])
-            selected = gr.State(0)
-            taken = gr.State(None)  # path of the result taken with "Reimagine this" (lineage)
-
-        async def run(request: gr.Request, progress=gr.Progress(), taken_path=None, *args):  # noqa: B008 - injected
-            key, flag = stops.new((request.session_hash, "reimagine"))
-
-            report = _reporter(progress, "Sampling")
-
-            def work(should_stop: Callable[[], bool]):
-                references, values = reimagine_inputs(controls, args, taken_path)  # off the event loop: decoding
-                with lock:
-                    return session.variations(references, values, progress=report, should_stop=should_stop)
-
-            try:
-                job, saved = await run_stoppable(work, flag)
-            except ReimagineError as exc:
-                raise as_gradio_error(exc) from None
-            finally:
-                stops.drop(key, flag)
-            if job.interrupted:
-                gr.Info(f"Stopped: {len(job.images)} of {job.values['n']} images kept")
-            items = [(str(p), f"seed {g.seed}") for p, g in zip(saved, job.images, strict=True)]
-            first = job.images[0].infotext if job.images else ""
-            return items, [str(p) for p in saved], first, 0
-
-        def stop_job(request: gr.Request) -> None:
-            stops.stop((request.session_hash, "reimagine"))
-
-        def select(saved: list[str], evt: gr.SelectData):
-            index = evt.index if isinstance(evt.index, int) else evt.index[0]
-            return index, _infotext_of(saved, index)
-
-        def take_as_reference(saved: list[str], index: int):
-            if not saved:
-                raise gr.Error("generate variations first, then pick one to reimagine")
-            path = saved[min(index, len(saved) - 1)]
-            return path, path  # the file itself (with its infotext) becomes reference 1
-
-        sdxl_controls, refiner_controls = sdxl_tab(session, lock, stops, base, refiner)
-
-        def refine_selected(saved: list[str], index: int, *refiner_args):
-            if not saved:
-                raise gr.Error("generate variations first, then pick one to refine")
-            refiner_values = dict(zip(refiner_controls.params, refiner_args, strict=True))
-            try:
-                with lock:
-                    job, refined = session.refine(open_image(Path(saved[min(index, len(saved) - 1)])), refiner_values)
-            except ReimagineError as exc:
-                raise as_gradio_error(exc) from None
-            saved = [*saved, *map(str, refined)]
-            return [(p, Path(p).stem) for p in saved], saved, job.images[0].infotext
-
-        refine_this.click(
-            refine_selected,
-            inputs=[paths, selected, *refiner_controls.params.values()],
-            outputs=[gallery, paths, infotext],
-            api_name="refine",
-        )
-        outputs = [gallery, paths, infotext, selected]
-        generate.click(run, inputs=[taken, *controls.inputs()], outputs=outputs, api_name="reimagine")
-        stop.click(stop_job, api_name="stop", queue=False)
-        gallery.select(select, inputs=[paths], outputs=[selected, infotext])
-        reimagine_this.click(
-            take_as_reference, inputs=[paths, selected], outputs=[controls.images[0], taken], api_name="reimagine_this"
-        )
+        tab = reimagine_tab(model_group(REIMAGINE, "model", model))
+        refiner_controls = sdxl_tab(jobs, model_group(SDXL, "base", base), model_group(REFINER, "refiner", refiner))
+        wire_reimagine_tab(tab, jobs, refiner_controls)
 
         def client_gone(request: gr.Request) -> None:
-            stops.stop_session(request.session_hash)
+            jobs.stops.stop_session(request.session_hash)
 
         # gradio runs unload events when a session's heartbeat connection drops (tab closed, client gone).
         demo.unload(client_gone)
     return demo
+
+
+def model_group(group: ParamGroup, field: str, spec: str | None) -> ParamGroup:
+    """`group` with `spec` as the default of its model `field`, and that model's own size as default width/height."""
+    if spec:
+        group = group.replace(group[field].with_default(spec))
+    return sized_for_model(group, group[field].default) if "width" in group.names else group
+
+
+def reimagine_tab(group: ParamGroup) -> ReimagineTab:
+    """The Reimagine tab's layout: reference slots and parameters; buttons, gallery and infotext beside them."""
+    import gradio as gr
+
+    components = schema_checked_components()
+    with gr.Tab("Reimagine", elem_id="reimagine_tab"):
+        controls = Controls()
+        with gr.Row():
+            with gr.Column():
+                reference_slots(controls, "reimagine", components=components)
+                parameter_controls(controls, group, "reimagine", components=components)
+            with gr.Column():
+                with gr.Row():
+                    generate = gr.Button("Generate", variant="primary", elem_id="reimagine_generate")
+                    stop = gr.Button("Stop", variant="stop", elem_id="reimagine_stop")
+                gallery = gr.Gallery(label="Variations", elem_id="reimagine_gallery", columns=2)
+                infotext = gr.Textbox(label="Generation parameters", lines=4, elem_id="reimagine_infotext")
+                with gr.Row():
+                    reimagine_this = gr.Button("Reimagine this", elem_id="reimagine_this")
+                    refine_this = gr.Button("Refine (SDXL refiner)", elem_id="reimagine_refine")
+        states = gr.State([]), gr.State(0), gr.State(None)
+    return ReimagineTab(controls, generate, stop, gallery, infotext, reimagine_this, refine_this, *states)
+
+
+def wire_reimagine_tab(tab: ReimagineTab, jobs: Jobs, refiner_controls: Controls) -> None:
+    """Generate, Stop (of a variations job or a refine), gallery picks, "Reimagine this" and "Refine"."""
+    import gradio as gr
+
+    def stop_job(request: gr.Request) -> None:
+        jobs.stops.stop((request.session_hash, "reimagine"), (request.session_hash, "refine"))
+
+    def select(saved: list[str], evt: gr.SelectData):
+        index = evt.index if isinstance(evt.index, int) else evt.index[0]
+        return index, _infotext_of(saved, index)
+
+    def take_as_reference(saved: list[str], index: int):
+        if not saved:
+            raise gr.Error("generate variations first, then pick one to reimagine")
+        path = saved[min(index, len(saved) - 1)]
+        return path, path  # the file itself (with its infotext) becomes reference 1
+
+    tab.refine_this.click(
+        refine_handler(jobs, refiner_controls),
+        inputs=[tab.paths, tab.selected, *refiner_controls.params.values()],
+        outputs=[tab.gallery, tab.paths, tab.infotext],
+        api_name="refine",
+    )
+    inputs = [tab.taken, *tab.controls.inputs()]
+    tab.generate.click(
+        variations_handler(tab.controls, jobs), inputs=inputs, outputs=tab.outputs(), api_name="reimagine"
+    )
+    tab.stop.click(stop_job, api_name="stop", queue=False)
+    tab.gallery.select(select, inputs=[tab.paths], outputs=[tab.selected, tab.infotext])
+    tab.reimagine_this.click(
+        take_as_reference,
+        inputs=[tab.paths, tab.selected],
+        outputs=[tab.controls.images[0], tab.taken],
+        api_name="reimagine_this",
+    )
+
+
+def variations_handler(controls: Controls, jobs: Jobs):
+    """The Generate handler: variations of the references, saved and shown; a stopped job keeps what it made."""
+    import gradio as gr
+
+    async def run(request: gr.Request, progress=gr.Progress(), taken_path=None, *args):  # noqa: B008 - injected
+        report = _reporter(progress, "Sampling")
+
+        def work(should_stop: Callable[[], bool]):
+            references, values = reimagine_inputs(controls, args, taken_path)  # off the event loop: decoding
+            with jobs.lock:
+                return jobs.session.variations(references, values, progress=report, should_stop=should_stop)
+
+        job, saved = await jobs.run((request.session_hash, "reimagine"), work)
+        if job.interrupted:
+            gr.Info(f"Stopped: {len(job.images)} of {job.values['n']} images kept")
+        items = [(str(p), f"seed {g.seed}") for p, g in zip(saved, job.images, strict=True)]
+        first = job.images[0].infotext if job.images else ""
+        return items, [str(p) for p in saved], first, 0
+
+    return run
+
+
+def refine_handler(jobs: Jobs, refiner_controls: Controls):
+    """The "Refine (SDXL refiner)" handler: the picked image refined, added to the gallery; Stop ends it early."""
+    import gradio as gr
+
+    async def refine_selected(request: gr.Request, progress=gr.Progress(), saved=None, index=0, *refiner_args):  # noqa: B008
+        if not saved:
+            raise gr.Error("generate variations first, then pick one to refine")
+        values = dict(zip(refiner_controls.params, refiner_args, strict=True))
+        source = Path(saved[min(index, len(saved) - 1)])
+        report = _reporter(progress, "Refining")
+
+        def work(should_stop: Callable[[], bool]):
+            image = open_image(source)
+            with jobs.lock:
+                return jobs.session.refine(image, values, progress=report, should_stop=should_stop)
+
+        job, refined = await jobs.run((request.session_hash, "refine"), work)
+        if job.interrupted:
+            gr.Info("Stopped: the partly refined image is kept")
+        saved = [*saved, *map(str, refined)]
+        return [(p, Path(p).stem) for p in saved], saved, job.images[0].infotext
+
+    return refine_selected
 
 
 def reimagine_inputs(
@@ -163,14 +238,10 @@ def _taken_image(taken_path: str | None) -> list[InputImage]:
         return []
 
 
-def sdxl_tab(
-    session: Session, lock: threading.Lock, stops: "StopFlags", base: str | None, refiner: str | None
-) -> tuple[Controls, Controls]:
-    """The SDXL tab: base parameters and the refiner's, from the schema."""
+def sdxl_tab(jobs: Jobs, base_group: ParamGroup, refiner_group: ParamGroup) -> Controls:
+    """The SDXL tab: base parameters and the refiner's, from the schema; returns the refiner's controls."""
     import gradio as gr
 
-    base_group = SDXL.replace(SDXL["base"].with_default(base)) if base else SDXL
-    refiner_group = REFINER.replace(REFINER["refiner"].with_default(refiner)) if refiner else REFINER
     base_controls, refiner_controls = Controls(), Controls()
     components = schema_checked_components()
     with gr.Tab("SDXL", elem_id="sdxl_tab"):
@@ -186,34 +257,34 @@ def sdxl_tab(
                 gallery = gr.Gallery(label="Images", elem_id="sdxl_gallery", columns=2)
                 infotext = gr.Textbox(label="Generation parameters", lines=4, elem_id="sdxl_infotext")
 
+    def stop_job(request: gr.Request) -> None:
+        jobs.stops.stop((request.session_hash, "sdxl"))
+
+    inputs = [*base_controls.params.values(), *refiner_controls.params.values()]
+    generate.click(sdxl_handler(jobs, base_controls, refiner_controls), inputs, [gallery, infotext], api_name="sdxl")
+    stop.click(stop_job, api_name="sdxl_stop", queue=False)
+    return refiner_controls
+
+
+def sdxl_handler(jobs: Jobs, base_controls: Controls, refiner_controls: Controls):
+    """The SDXL tab's Generate handler: base (+ refiner), final images each followed by its kept base image."""
+    import gradio as gr
+
     async def run(request: gr.Request, progress=gr.Progress(), *args):  # noqa: B008 - gradio injects Progress
-        key, flag = stops.new((request.session_hash, "sdxl"))
         count = len(base_controls.params)
         values = dict(zip(base_controls.params, args[:count], strict=True))
         refiner_values = dict(zip(refiner_controls.params, args[count:], strict=True))
-
         report = _reporter(progress, "Base + refiner")
 
         def work(should_stop: Callable[[], bool]):
-            with lock:
-                return session.sdxl(values, refiner_values, progress=report, should_stop=should_stop)
+            with jobs.lock:
+                return jobs.session.sdxl(values, refiner_values, progress=report, should_stop=should_stop)
 
-        try:
-            job, saved = await run_stoppable(work, flag)
-        except ReimagineError as exc:
-            raise as_gradio_error(exc) from None
-        finally:
-            stops.drop(key, flag)
+        job, saved = await jobs.run((request.session_hash, "sdxl"), work)
         items = [(str(p), f"{g.label} seed {g.seed}") for p, g in zip(saved, job.all_images(), strict=True)]
         return items, job.images[0].infotext if job.images else ""
 
-    def stop_job(request: gr.Request) -> None:
-        stops.stop((request.session_hash, "sdxl"))
-
-    inputs = [*base_controls.params.values(), *refiner_controls.params.values()]
-    generate.click(run, inputs=inputs, outputs=[gallery, infotext], api_name="sdxl")
-    stop.click(stop_job, api_name="sdxl_stop", queue=False)
-    return base_controls, refiner_controls
+    return run
 
 
 class StopFlags:
@@ -229,10 +300,10 @@ class StopFlags:
             self._flags[key] = flag
         return key, flag
 
-    def stop(self, key: tuple) -> None:
+    def stop(self, *keys: tuple) -> None:
         with self._guard:
-            flag = self._flags.get(key)
-        if flag is not None:
+            flags = [self._flags[key] for key in keys if key in self._flags]
+        for flag in flags:
             flag.set()
 
     def stop_session(self, session_hash: str) -> None:
@@ -353,7 +424,8 @@ def serve(
     device: str | None = None,
     base: str | None = None,
     refiner: str | None = None,
+    dtype: str | None = None,
 ) -> None:
-    """Start the app and block until it is stopped."""
-    session = Session(device=device, out_dir=out_dir)
+    """Start the app and block until it is stopped; a `dtype` the device cannot run is refused first."""
+    session = Session(device=device, out_dir=out_dir, dtype=dtype)
     launch(build_app(session, model, base, refiner), session, host, port)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ReimagineError
 from ..mixing import REFERENCE_WEIGHT
+from ..model_size import sized_for_model
 from ..schema import REFINER, REIMAGINE, SDXL, SEED
 
 EXIT_USAGE = 2
@@ -46,7 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="python -m sd_reimagine", description=__doc__)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    add_variations_parser(commands)
+    add_sdxl_parser(commands)
+    add_refine_parser(commands)
+    add_serve_parser(commands)
+    add_tiny_parser(commands)
+    add_real_size_parser(commands)
+    return parser
 
+
+def add_variations_parser(commands) -> None:
     variations = commands.add_parser("variations", help="Stable unCLIP variations of one or more reference images")
     variations.add_argument(
         "--image",
@@ -64,10 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the preceding --image (default 1; 0-10, normalised to sum 1)",
     )
     REIMAGINE.add_cli_arguments(variations)
+    _size_defaults_to_the_models(variations, REIMAGINE, "--model")
+    add_dtype_argument(variations)
     variations.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
 
+
+def add_sdxl_parser(commands) -> None:
     sdxl = commands.add_parser("sdxl", help="SDXL base, optionally followed by the SDXL refiner")
     SDXL.add_cli_arguments(sdxl)
+    _size_defaults_to_the_models(sdxl, SDXL, "--base")
     REFINER.add_cli_arguments(sdxl, skip=("enabled", "refiner"))
     sdxl.add_argument("--refiner", default=None, help="SDXL refiner (enables the refiner; id, folder or file)")
     sdxl.add_argument(
@@ -75,8 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep only the running model on the GPU (CUDA + accelerate; no-op on CPU)",
     )
+    add_dtype_argument(sdxl)
     sdxl.add_argument("--out", type=Path, default=Path("outputs"))
 
+
+def add_refine_parser(commands) -> None:
     refine = commands.add_parser("refine", help="refine an existing image with the SDXL refiner (img2img)")
     refine.add_argument("--image", required=True, type=Path, help="image to refine (PNG/JPEG/WebP)")
     refine.add_argument("--seed", default="-1", help="seed (default -1: random)")
@@ -87,16 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--schedule-type", default=None, help="schedule type (default: the sampler's own)")
     # An image has no base pass: the refiner's own flags would say "empty = the base's".
     REFINER.add_cli_arguments(refine, skip=("enabled", "refiner_mode", "switch_at", "keep_base", *REFINE_OWN))
+    add_dtype_argument(refine)
     refine.add_argument("--out", type=Path, default=Path("outputs"))
 
+
+def add_serve_parser(commands) -> None:
     serve = commands.add_parser("serve", help="start the Gradio app")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=7860)
-    serve.add_argument("--model", default=None, help="default unCLIP model shown in the app")
-    serve.add_argument("--base", default=None, help="default SDXL base model shown in the app")
+    serve.add_argument("--model", default=None, help="default unCLIP model shown in the app (and its size)")
+    serve.add_argument("--base", default=None, help="default SDXL base model shown in the app (and its size)")
     serve.add_argument("--refiner", default=None, help="default SDXL refiner model shown in the app")
+    add_dtype_argument(serve)
     serve.add_argument("--out", type=Path, default=Path("outputs"))
 
+
+def add_tiny_parser(commands) -> None:
     tiny = commands.add_parser("make-tiny-models", help="write tiny random-weight models (no download)")
     tiny.add_argument("out_dir", type=Path)
     tiny.add_argument("--scale", type=int, default=1, help="channel multiplier (benchmarks use larger)")
@@ -105,8 +129,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write WebUI checkpoints (.safetensors + .yaml); run with the WebUI's Python",
     )
-    add_real_size_parser(commands)
-    return parser
+
+
+def add_dtype_argument(parser) -> None:
+    """`--dtype`, checked against the device when the job starts (Session), so that the error can name both."""
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        help="weights and compute: float32 (default on CPU), float16 (GPU only; default on CUDA) or bfloat16",
+    )
+
+
+def _size_defaults_to_the_models(parser, group, model_flag: str) -> None:
+    """The help of --width/--height: left out, they are the model's own size (see sd_reimagine.model_size)."""
+    for action in parser._actions:
+        if action.dest in ("width", "height"):
+            action.help = (
+                f"{group[action.dest].tooltip} (default: the {model_flag} model's own size: 768 for SD 2.1 unCLIP, "
+                f"1024 for SDXL, a folder's from its configs; {group[action.dest].allowed()})"
+            )
 
 
 def add_real_size_parser(commands) -> None:
@@ -135,10 +176,10 @@ def run_variations(args) -> int:
     from ..images import open_image
     from .session import Session
 
-    values = REIMAGINE.values_from_cli(args)
+    session = Session(device=args.device, out_dir=args.out, dtype=args.dtype)
+    values = sized_for_model(REIMAGINE, args.model or REIMAGINE["model"].default).values_from_cli(args)
     weights = [REFERENCE_WEIGHT.coerce(weight) for _, weight in args.references]
     references = [(open_image(Path(path), name=path), w) for (path, _), w in zip(args.references, weights, strict=True)]
-    session = Session(device=args.device, out_dir=args.out)
     batches = -(-values["n"] // session.max_batch)
     return _run_and_print(
         lambda progress: session.variations(references, values, progress=progress), values["steps"] * batches
@@ -148,10 +189,10 @@ def run_variations(args) -> int:
 def run_sdxl(args) -> int:
     from .session import Session
 
-    values = SDXL.values_from_cli(args)
+    session = Session(device=args.device, out_dir=args.out, offload=args.offload, dtype=args.dtype)
+    values = sized_for_model(SDXL, args.base or SDXL["base"].default).values_from_cli(args)
     refiner_given = {"enabled": args.refiner is not None, "refiner": args.refiner or REFINER["refiner"].default}
     refiner_values = {**REFINER.values_from_cli(args), **refiner_given}
-    session = Session(device=args.device, out_dir=args.out, offload=args.offload)
     return _run_and_print(
         lambda progress: session.sdxl(values, refiner_values, progress=progress), values["steps"] * values["n"]
     )
@@ -163,10 +204,10 @@ def run_refine(args) -> int:
 
     for name in REFINE_OWN:  # `--prompt` is the refiner's prompt here, and so on
         setattr(args, name, getattr(args, name.removeprefix("refiner_")))
+    session = Session(device=args.device, out_dir=args.out, dtype=args.dtype)
     refiner_values = REFINER.values_from_cli(args)
     seed = SEED.coerce(args.seed)
     image = open_image(args.image, name=str(args.image))
-    session = Session(device=args.device, out_dir=args.out)
     return _run_and_print(
         lambda progress: session.refine(image, refiner_values, seed, progress), refiner_values["refiner_steps"]
     )
@@ -175,7 +216,7 @@ def run_refine(args) -> int:
 def run_serve(args) -> int:
     from .app import serve
 
-    serve(args.host, args.port, args.model, args.out, args.device, args.base, args.refiner)
+    serve(args.host, args.port, args.model, args.out, args.device, args.base, args.refiner, args.dtype)
     return 0
 
 

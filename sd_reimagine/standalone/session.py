@@ -6,6 +6,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from ..errors import ParamError
 from ..images import InputImage
 from ..mixing import Reference
 from ..schema import REFINER, REIMAGINE, SDXL
@@ -13,26 +16,31 @@ from .models import PipelineCache, default_device, load_pipeline, model_name
 from .output import next_index, save_png
 from .unclip import UnclipVariations, VariationJob
 
+DTYPES = ("float32", "float16", "bfloat16")
+
 
 class Session:
     """Keeps pipelines loaded between jobs and runs Reimagine (and SDXL) jobs."""
 
     def __init__(
-        self, device: str | None = None, out_dir: Path | None = None, max_batch: int = 4, offload: bool = False
+        self,
+        device: str | None = None,
+        out_dir: Path | None = None,
+        max_batch: int = 4,
+        offload: bool = False,
+        dtype: str | None = None,
     ):
-        auto_device, auto_dtype = default_device()
-        self.device = device or auto_device
-        self.dtype = auto_dtype if self.device == auto_device else None
+        """`dtype`: one of DTYPES that `device` supports (None: float16 on CUDA, else float32); else ParamError."""
+        self.device = device or default_device()[0]
+        self.dtype = pick_dtype(dtype, self.device)
         self.out_dir = Path(out_dir) if out_dir else Path("outputs")
         self.max_batch = max_batch
         self.offload = offload
         self._pipelines = PipelineCache(capacity=3)
         _quiet_library_warnings()
 
-    def _dtype(self):
-        import torch
-
-        return self.dtype or (torch.float16 if self.device.startswith("cuda") else torch.float32)
+    def _dtype(self) -> torch.dtype:
+        return self.dtype
 
     def unclip(self, spec: str) -> UnclipVariations:
         """A variations runner for an unCLIP model, loaded once and kept."""
@@ -86,14 +94,30 @@ class Session:
         job = self.relay(values["base"], refiner).run(values, refiner_values, progress, should_stop)
         return job, self._save(job.all_images(), "sdxl")
 
-    def refine(self, image: InputImage, refiner_values: dict[str, Any], seed: int = -1, progress=None):
-        """Refine an existing image with the SDXL refiner (pixel bridge through the refiner's VAE)."""
+    def refine(
+        self,
+        image: InputImage,
+        refiner_values: dict[str, Any],
+        seed: int = -1,
+        progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ):
+        """Refine an existing image with the SDXL refiner (pixel bridge through the refiner's VAE).
+
+        A stop ends the refiner at its next step; the image as it is then is kept and saved (`job.interrupted`).
+        """
         refiner_values = REFINER.validate({**refiner_values, "enabled": True, "refiner_mode": "refine"})
         relay = self.relay(None, refiner_values["refiner"])
         prompt = refiner_values["refiner_prompt"] or None
         negative = refiner_values["refiner_negative_prompt"] or None
         job = relay.refine_image(
-            image, refiner_values, seed, prompt=prompt, negative_prompt=negative, progress=progress
+            image,
+            refiner_values,
+            seed,
+            prompt=prompt,
+            negative_prompt=negative,
+            progress=progress,
+            should_stop=should_stop,
         )
         return job, self._save(job.all_images(), "refined")
 
@@ -108,6 +132,36 @@ class Session:
             suffix = "" if image.label == "final" else image.label
             paths.append(save_png(image.image, image.infotext, target, image.seed, suffix, index=number))
         return paths
+
+
+def supported_dtypes(device: str) -> tuple[str, ...]:
+    """The DTYPES that `device` computes in: float16 needs a GPU; bfloat16 works on the CPU and on recent GPUs."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:  # not a device name: torch says so when the model moves there
+        return DTYPES
+    if kind == "cpu":
+        return ("float32", "bfloat16")
+    if kind == "mps":
+        return ("float32", "float16")
+    if kind == "cuda" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        return ("float32", "float16")
+    return DTYPES
+
+
+def pick_dtype(name: str | None, device: str) -> torch.dtype:
+    """The torch dtype to load pipelines in on `device`: `name` when the device supports it, else ParamError.
+
+    None: the automatic choice, float16 on CUDA and float32 elsewhere.
+    """
+    if name is None:
+        auto_device, auto_dtype = default_device()
+        return auto_dtype if torch.device(device).type == torch.device(auto_device).type else torch.float32
+    allowed = supported_dtypes(device)
+    if name not in allowed:
+        note = "; float16 needs a GPU" if name == "float16" else ""
+        raise ParamError("dtype", name, f"one of {', '.join(allowed)} on {device}{note}")
+    return getattr(torch, name)
 
 
 def _quiet_library_warnings() -> None:

@@ -15,7 +15,7 @@ from ..browser import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = BROWSER_MARKS
 SCREENSHOT = Path("/tmp/webui-send-to.png")
-SLOT = "#reimagine_image_0 img"
+SLOT = "#reimagine_image_1 img"
 PROMPT = "send-to probe, a red fox"
 
 
