@@ -122,7 +122,9 @@ def test_handoff_with_forge_refiner_also_on(forge):
 
 
 def test_refine_mode_and_user_model_back_for_the_next_job(forge):
-    response = txt2img(forge, {"refiner_mode": "refine", "refine_strength": 0.5, "refiner_steps": 2, "keep_base": False})
+    response = txt2img(
+        forge, {"refiner_mode": "refine", "refine_strength": 0.5, "refiner_steps": 2, "keep_base": False}
+    )
     assert response.status_code == 200, response.text
     (text,) = infotexts(response)
     assert "Post-refiner mode: refine" in text and "Post-refiner steps run: 1" in text
