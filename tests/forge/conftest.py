@@ -122,6 +122,9 @@ class Forge:
     def start(self) -> None:
         python = os.environ.get(ENV_PYTHON) or str(self.root / "venv" / "bin" / "python")
         command = [python, "launch.py", *FLAGS, "--data-dir", str(self.data_dir), "--port", str(self.port)]
+        # Forge lets Gradio serve files only from --data-dir: its own javascript/ (and this project, linked in as the
+        # extension) must be allowed too, or the page has no ui.js and no button works
+        command += ["--gradio-allowed-path", str(self.root), "--gradio-allowed-path", str(PROJECT)]
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
         started = time.perf_counter()
         log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed with the process)
@@ -161,6 +164,8 @@ class Forge:
 def forge(tmp_path_factory) -> Forge:
     """Forge started with this extension and the real-size checkpoints; stopped at the end of the session."""
     root = forge_root()
+    if root is None:
+        pytest.skip(SKIP_REASON)
     models = build_models(root, models_dir())
     data_dir = make_data_dir(tmp_path_factory.mktemp("forge-data"), models)
     server = Forge(root, data_dir, free_port(), data_dir / "forge.log")
