@@ -3,6 +3,8 @@
 # No `from __future__ import annotations` here: FastAPI reads the request model from a real annotation.
 
 import base64
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
@@ -14,11 +16,26 @@ PREFIX = "/reimagine/v1"
 KINDS = ("unclip-h", "unclip-l", "unclip", "sdxl-base", "sdxl-refiner", "sd", "unknown")
 
 
-def request_schema() -> dict[str, Any]:
-    """The Reimagine parameters' JSON schema plus `images`."""
-    from .reimagine import host_group
+@dataclass(frozen=True)
+class ApiHost:
+    """What the routes take from a host adapter (A1111's by default; Forge passes its own)."""
 
-    return request_json_schema(host_group())
+    host_group: Callable[[], Any]
+    run_reimagine: Callable[..., Any]
+    loaded_checkpoint: Callable[[], Any]
+    name: str = ""  # reported by /version when set
+
+
+def a1111_host() -> ApiHost:
+    from .reimagine import host_group, run_reimagine
+    from .swap import loaded_checkpoint
+
+    return ApiHost(host_group, run_reimagine, loaded_checkpoint)
+
+
+def request_schema(host: ApiHost | None = None) -> dict[str, Any]:
+    """The Reimagine parameters' JSON schema plus `images`."""
+    return request_json_schema((host or a1111_host()).host_group())
 
 
 def unprocessable(loc: list[Any], message: str):
@@ -38,11 +55,9 @@ def error_location(exc: ReimagineError) -> list[Any]:
     return ["body"]
 
 
-def run_job(references: list[Any], values: dict[str, Any]):
+def run_job(references: list[Any], values: dict[str, Any], run_reimagine: Callable[..., Any]):
     """Run one job under the WebUI queue lock with progress visible in /sdapi/v1/progress."""
     from modules import call_queue, progress, shared
-
-    from .reimagine import run_reimagine
 
     task_id = progress.create_task_id("reimagine")
     progress.add_task_to_queue(task_id)
@@ -61,19 +76,21 @@ def encode_png(image, infotext: str) -> str:
     return base64.b64encode(png_bytes(image, infotext)).decode("ascii")
 
 
-def register(app) -> None:
-    """Add the routes to the WebUI's FastAPI app (from on_app_started)."""
+def register(app, host: ApiHost | None = None) -> None:
+    """Add the routes to the WebUI's FastAPI app (from on_app_started); `host`: the adapter (default A1111)."""
     from fastapi import Body
 
-    from .reimagine import host_group
     from .settings import default_model
-    from .swap import list_checkpoints_by_kind, loaded_checkpoint, swap_times_after
+    from .swap import list_checkpoints_by_kind, swap_times_after
+
+    host = host or a1111_host()
 
     def version() -> dict[str, Any]:
-        return {"name": "sd-webui-reimagine", "version": __version__, "api": "v1"}
+        answer = {"name": "sd-webui-reimagine", "version": __version__, "api": "v1"}
+        return {**answer, "host": host.name} if host.name else answer
 
     def schema() -> dict[str, Any]:
-        return request_schema()
+        return request_schema(host)
 
     def models() -> dict[str, Any]:
         kinds = list_checkpoints_by_kind()
@@ -82,17 +99,17 @@ def register(app) -> None:
             default = default_model()
         except ReimagineError:
             default = None
-        loaded = loaded_checkpoint()
+        loaded = host.loaded_checkpoint()
         return {"kinds": by_kind, "default": default, "loaded": loaded.title if loaded is not None else None}
 
     def variations(body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI's way to take the raw JSON
         try:
-            references, values = parse_variations_request(body, host_group())
+            references, values = parse_variations_request(body, host.host_group())
         except RequestError as exc:
             raise unprocessable(exc.loc, str(exc)) from None
         try:
             values["model"] = values["model"] or default_model()
-            result = run_job(references, values)
+            result = run_job(references, values, host.run_reimagine)
         except ReimagineError as exc:
             raise unprocessable(error_location(exc), str(exc)) from None
         return {
@@ -113,5 +130,5 @@ def register(app) -> None:
     app.add_api_route(f"{PREFIX}/models", models, methods=["GET"])
     app.add_api_route(f"{PREFIX}/swaps", swaps, methods=["GET"])
     # The body is read strictly by the core parser; the published schema documents it in /docs.
-    request_body = {"required": True, "content": {"application/json": {"schema": request_schema()}}}
+    request_body = {"required": True, "content": {"application/json": {"schema": request_schema(host)}}}
     app.add_api_route(f"{PREFIX}/variations", variations, methods=["POST"], openapi_extra={"requestBody": request_body})
