@@ -20,13 +20,13 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import ReimagineError
-from ..refiner_plan import BRIDGE_KEY, NOTE_KEY, plan_refiner
+from ..refiner_plan import NOTE_KEY, plan_refiner
 from ..schedule import sigma_at_timestep
 from ..webui import refiner as a1111
 from ..webui.host import live_lists
-from ..webui.refiner_job import JOB_ATTR, Handoff, RefinerJob, _FailedSamples, fail_job, job_error, webui_facts
+from ..webui.refiner_job import JOB_ATTR, Handoff, RefinerJob, _FailedSamples, job_error, webui_facts
 from ..webui.refiner_step import prepare_batch, record_plan, refine_batch
-from ..webui.swap import checkpoint_kind, resolve_for_role
+from ..webui.swap import checkpoint_kind
 from .swap import swapped_checkpoint
 
 log = logging.getLogger("sd_reimagine")
@@ -45,21 +45,8 @@ def forge_facts(p, values, info, base_model=None, pixels_reason: str = ""):
 
 
 def before_process(p, args: Sequence[Any]) -> None:
-    """Validate, resolve the refiner (exact name, a kind that refines, a readable file), plan, write the keys."""
-    setattr(p, JOB_ATTR, None)
-    try:
-        values = script_values(args, getattr(p, a1111.OVERRIDES_ATTR, None), strict=bool(getattr(p, "is_api", False)))
-        if not values["enabled"]:
-            return
-        info = resolve_for_role(values["refiner"], "refiner", "refiner")
-        plan = plan_refiner(values, forge_facts(p, values, info), info.short_title)
-    except ReimagineError as error:
-        fail_job(p, error)
-        return
-    setattr(p, JOB_ATTR, RefinerJob(values, info, plan))
-    p.extra_generation_params.update({k: v for k, v in plan.fields().items() if k != BRIDGE_KEY})
-    if plan.builtin_off:
-        a1111.switch_builtin_refiner_off(p, plan)
+    """The A1111 adapter's (validate, resolve, plan, provisional keys) with Forge's facts and no limit warning."""
+    a1111.before_process(p, args, facts=forge_facts, warn_limit=False)
 
 
 def alphas_cumprod(model) -> list[float]:

@@ -96,15 +96,19 @@ def pasted_values(fields: Mapping[str, str], lists: HostLists | None = None) -> 
 # --- hooks -------------------------------------------------------------------------------------------------------
 
 
-def before_process(p, args: Sequence[Any]) -> None:
-    """Validate, resolve the refiner, plan the job with what is known now and write the infotext keys."""
+def before_process(p, args: Sequence[Any], facts=None, warn_limit: bool = True) -> None:
+    """Validate, resolve the refiner, plan the job with what is known now and write the infotext keys.
+
+    facts(p, values, info): the host's fact builder (default A1111's `live_facts`; Forge passes its own);
+    warn_limit: say once when `sd_checkpoints_limit` makes every swap a disk load (A1111 only)."""
+    facts = facts or live_facts
     setattr(p, JOB_ATTR, None)
     try:
         values = script_values(args, getattr(p, OVERRIDES_ATTR, None), strict=bool(getattr(p, "is_api", False)))
         if not values["enabled"]:
             return
         info = swap.resolve_for_role(values["refiner"], "refiner", "refiner")
-        plan = plan_refiner(values, live_facts(p, values, info), info.short_title)
+        plan = plan_refiner(values, facts(p, values, info), info.short_title)
     except ReimagineError as error:
         fail_job(p, error)
         return
@@ -113,7 +117,8 @@ def before_process(p, args: Sequence[Any]) -> None:
     p.extra_generation_params.update({k: v for k, v in plan.fields().items() if k != BRIDGE_KEY})
     if plan.builtin_off:
         switch_builtin_refiner_off(p, plan)
-    swap.limit_warning()
+    if warn_limit:
+        swap.limit_warning()
 
 
 def switch_builtin_refiner_off(p, plan: RefinerPlan) -> None:
