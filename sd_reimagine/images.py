@@ -115,13 +115,15 @@ def image_digest(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
-def png_bytes(image: Image.Image, infotext: str | None = None) -> bytes:
-    """PNG bytes with the infotext in the `parameters` text chunk, as the WebUI writes it."""
+def png_bytes(image: Image.Image, infotext: str | None = None, chunks: dict[str, str] | None = None) -> bytes:
+    """PNG bytes with the infotext in the `parameters` text chunk, as the WebUI writes it (`chunks`: more text)."""
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
     if infotext:
         info.add_text("parameters", infotext)
+    for key, text in (chunks or {}).items():
+        info.add_text(key, text)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()

@@ -1,0 +1,283 @@
+"""A folder at a time: which images of an input folder a batch runs, which are already done, and the record that
+tells. Host-neutral; the hosts (CLI, WebUI tab and API) run the jobs and save the files (`folder_batch_run.py`).
+
+Rules, decided here once:
+- Inputs: the files directly in the input folder (subfolders do not count, as in img2img's batch) whose names end
+  in .png, .jpg, .jpeg or .webp (any case), sorted by name; hidden files (a leading dot, e.g. macOS `._x.png`) and
+  other files are ignored and listed as such. The output folder must not be the input folder.
+- One job per input: the input is reference 1 with weight 1, so its own infotext (when it is a Reimagine image)
+  makes the outputs generation + 1 with the input as parent (`mixing.lineage_of`).
+- Every output carries a `reimagine-source` PNG text chunk (SourceTag): the input's name, the SHA-256 of its file
+  bytes, a key of the job's settings (every value but seed and n), the job's seed, the output's index in the job,
+  n, and whether it was finished (an image cut short by an interrupt is not).
+- Resume reads those text chunks only (never pixels). An input is done when the output folder holds finished
+  outputs of indices 0..n-1 for the same name, file bytes and settings key (and the same job seed, when the seed
+  is not -1): it is skipped. A partly done input is completed, not redone: the missing indices run with the
+  recorded job seed (image i of a job has seed + i and equals a one-image job with that seed, `reimagine_plan`),
+  so the folder ends with exactly what one uninterrupted run makes. A changed file, n or setting is new work.
+- Output names: `NNNNN-SEED-<input stem>.png`, NNNNN above every number already in the folder: a rerun never
+  overwrites a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ParamError
+from .schema import MAX_SEED
+
+SOURCE_KEY = "reimagine-source"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_NUMBERED = re.compile(r"^(\d{5,})-")
+_UNSAFE = re.compile(r"[^\w.-]+")
+STEM_LENGTH = 60
+
+
+@dataclass(frozen=True)
+class SourceTag:
+    """What the `reimagine-source` chunk of one output records."""
+
+    input: str  # the input's name in its folder
+    sha256: str  # of the input's file bytes
+    job: str  # settings key (job_key)
+    seed: int  # the job's seed: this output's seed is seed + index
+    index: int
+    n: int
+    complete: bool = True
+
+    def text(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, text: str) -> SourceTag | None:
+        """The tag in a chunk's text, or None when it is not one."""
+        try:
+            data = json.loads(text)
+            tag = cls(**data)
+        except (TypeError, ValueError):
+            return None
+        return tag if isinstance(tag.index, int) and isinstance(tag.seed, int) else None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One job of an input: images `first` .. `first + count - 1` of the input's n, starting at `seed` (-1: random)."""
+
+    first: int
+    count: int
+    seed: int
+    job_seed: int = -1  # the seed of image 0 (known when completing a recorded job)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An input with work left, and the runs that finish it."""
+
+    path: Path
+    name: str
+    sha256: str
+    runs: tuple[Run, ...]
+
+
+@dataclass
+class FolderPlan:
+    """What a batch does over a folder: inputs with work, inputs already done, files ignored."""
+
+    input_dir: Path
+    output_dir: Path
+    pending: list[Pending] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    tags: dict[str, list[SourceTag]] = field(default_factory=dict)
+
+    def jobs(self, max_batch: int = 1, uneven: bool = True) -> int:
+        """Sampling batches over the whole folder (a host's progress total), as `reimagine_plan.batched` splits."""
+        from .reimagine_plan import batched
+
+        return sum(len(batched(range(r.count), max_batch, uneven)) for p in self.pending for r in p.runs)
+
+
+def check_folders(input_dir: Path | str, output_dir: Path | str, names: tuple[str, str] = ("input_dir", "output_dir")):
+    """(input folder, output folder), resolved; errors name the field (`names`) and say what is allowed."""
+    source, target = Path(input_dir).expanduser(), Path(output_dir).expanduser()
+    if not str(input_dir).strip():
+        raise ParamError(names[0], str(input_dir), "a folder of PNG/JPEG/WebP images")
+    if not source.is_dir():
+        raise ParamError(names[0], str(input_dir), "an existing folder of PNG/JPEG/WebP images")
+    if not str(output_dir).strip():
+        raise ParamError(names[1], str(output_dir), "a folder for the outputs")
+    if target.exists() and not target.is_dir():
+        raise ParamError(names[1], str(output_dir), "a folder (this is a file)")
+    if target.resolve() == source.resolve():
+        raise ParamError(names[1], str(output_dir), f"a folder other than {names[0]} (outputs would become inputs)")
+    return source.resolve(), target.resolve()
+
+
+def list_folder(folder: Path) -> tuple[list[Path], list[str]]:
+    """(input images sorted by name, names of ignored files) of a folder; subfolders do not count."""
+    images, ignored = [], []
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not path.is_file():
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+            images.append(path)
+        else:
+            ignored.append(path.name)
+    return images, ignored
+
+
+def job_key(values: dict[str, Any]) -> str:
+    """A short key of a job's settings: every checked value except seed and n (those are tracked per output)."""
+    kept = {k: v for k, v in values.items() if k not in ("seed", "n")}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def runs_to_do(name: str, sha256: str, values: dict[str, Any], tags: list[SourceTag]) -> tuple[Run, ...]:
+    """The runs that finish one input (empty: already done); see the module's resume rule."""
+    n, seed, key = values["n"], values["seed"], job_key(values)
+    same = [t for t in tags if t.input == name and t.sha256 == sha256 and t.job == key and t.complete]
+    if seed != -1:
+        same = [t for t in same if t.seed == seed]
+    if not same:
+        return (Run(0, n, seed, seed),)
+    by_seed: dict[int, set[int]] = {}
+    for tag in same:
+        by_seed.setdefault(tag.seed, set()).add(tag.index)
+    job_seed = max(by_seed, key=lambda s: len(by_seed[s] & set(range(n))))
+    missing = [i for i in range(n) if i not in by_seed[job_seed]]
+    return tuple(Run(first, count, seed_at(job_seed, first), job_seed) for first, count in spans(missing))
+
+
+def seed_at(job_seed: int, index: int) -> int:
+    """Seed of image `index` of a job (the WebUI's 32-bit wrap)."""
+    return (job_seed + index) % (MAX_SEED + 1)
+
+
+def spans(indices: list[int]) -> list[tuple[int, int]]:
+    """Sorted indices as (first, count) runs of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for index in indices:
+        if runs and runs[-1][0] + runs[-1][1] == index:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((index, 1))
+    return runs
+
+
+def finished_flags(count: int, interrupted: bool, max_batch: int) -> list[bool]:
+    """Which of a job's `count` images are finished: after an interrupt, the last batch's may be cut short."""
+    if not interrupted or count == 0:
+        return [True] * count
+    last_batch_start = (count - 1) // max(1, max_batch) * max(1, max_batch)
+    return [i < last_batch_start for i in range(count)]
+
+
+def plan_folder(
+    input_dir: Path | str,
+    output_dir: Path | str,
+    values: dict[str, Any],
+    names: tuple[str, str] = ("input_dir", "output_dir"),
+) -> FolderPlan:
+    """Check the folders, list the inputs, read the outputs' tags and decide each input's runs.
+
+    `values`: the job's checked values (the host's parameter group). An unreadable input is recorded as failed.
+    """
+    source, target = check_folders(input_dir, output_dir, names)
+    images, ignored = list_folder(source)
+    plan = FolderPlan(source, target, ignored=ignored, tags=read_tags(target))
+    for path in images:
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            plan.failed.append((path.name, f"cannot read {path.name} ({exc.strerror or exc})"))
+            continue
+        runs = runs_to_do(path.name, digest, values, plan.tags.get(path.name, []))
+        if runs:
+            plan.pending.append(Pending(path, path.name, digest, runs))
+        else:
+            plan.skipped.append(path.name)
+    return plan
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_tags(folder: Path) -> dict[str, list[SourceTag]]:
+    """The source tags of the PNGs in an output folder, by input name (text chunks only; no pixels decoded)."""
+    tags: dict[str, list[SourceTag]] = {}
+    if not folder.is_dir():
+        return tags
+    for path in folder.glob("*.png"):
+        text = png_text_chunks(path, (SOURCE_KEY,)).get(SOURCE_KEY)
+        tag = SourceTag.parse(text) if text else None
+        if tag is not None:
+            tags.setdefault(tag.input, []).append(tag)
+    return tags
+
+
+def png_text_chunks(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
+    """The text chunks (tEXt, zTXt, iTXt) named `keys` of a PNG file, read chunk by chunk, skipping image data."""
+    found: dict[str, str] = {}
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(8) != PNG_SIGNATURE:
+                return found
+            while len(found) < len(keys):
+                header = handle.read(8)
+                if len(header) < 8:
+                    break
+                length, kind = struct.unpack(">I4s", header)
+                if kind == b"IEND":
+                    break
+                if kind not in (b"tEXt", b"zTXt", b"iTXt"):
+                    handle.seek(length + 4, 1)
+                    continue
+                key, text = _text_chunk(kind, handle.read(length))
+                handle.seek(4, 1)  # CRC
+                if key in keys and text is not None:
+                    found[key] = text
+    except (OSError, struct.error):
+        pass
+    return found
+
+
+def _text_chunk(kind: bytes, data: bytes) -> tuple[str, str | None]:
+    """(key, text) of one text chunk; text None when it cannot be decoded."""
+    key, _, rest = data.partition(b"\0")
+    try:
+        if kind == b"tEXt":
+            return key.decode("latin-1"), rest.decode("latin-1")
+        if kind == b"zTXt":
+            return key.decode("latin-1"), zlib.decompress(rest[1:]).decode("latin-1")
+        compressed, rest = rest[0], rest[2:]
+        _, _, rest = rest.partition(b"\0")  # language tag
+        _, _, rest = rest.partition(b"\0")  # translated keyword
+        return key.decode("latin-1"), (zlib.decompress(rest) if compressed else rest).decode("utf-8")
+    except (zlib.error, UnicodeDecodeError, IndexError):
+        return key.decode("latin-1", "replace"), None
+
+
+def next_number(folder: Path) -> int:
+    """The first file number above every `NNNNN-` number in a folder (any extension)."""
+    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _NUMBERED.match(p.name))] if folder.is_dir() else []
+    return max(numbers, default=-1) + 1
+
+
+def output_stem(number: int, seed: int, input_name: str) -> str:
+    """An output's file name without extension: `NNNNN-SEED-<input stem>` (the stem made safe, at most 60 chars)."""
+    stem = _UNSAFE.sub("_", Path(input_name).stem).strip("._")[:STEM_LENGTH] or "image"
+    return f"{number:05d}-{seed}-{stem}"
