@@ -5,7 +5,7 @@ import importlib.util
 
 from modules import script_callbacks
 
-from sd_reimagine.webui import send_to, settings
+from sd_reimagine.webui import lineage_save, send_to, settings
 
 if importlib.util.find_spec("backend") and importlib.util.find_spec("modules_forge"):
     from sd_reimagine.forge.api import register
@@ -28,5 +28,6 @@ def on_app_started(demo, app):
 script_callbacks.on_ui_tabs(on_ui_tabs)
 script_callbacks.on_ui_settings(settings.on_ui_settings)
 script_callbacks.on_app_started(on_app_started)
+script_callbacks.on_before_image_saved(lineage_save.add_own_hash)
 script_callbacks.on_before_ui(send_to.reset)
 script_callbacks.on_after_component(send_to.on_after_component)

@@ -21,6 +21,12 @@ CORE_MODULES = [
     "sd_reimagine.reimagine_plan",
     "sd_reimagine.webui.host",
     "sd_reimagine.webui.refiner_job",
+    "sd_reimagine.png_text",
+    "sd_reimagine.lineage_tree",
+    "sd_reimagine.lineage_view",
+    "sd_reimagine.lineage_ui",
+    "sd_reimagine.webui.lineage_save",
+    "sd_reimagine.webui.tab_lineage",
 ]
 BLOCKED = ["diffusers", "transformers", "gradio", "modules", "ldm", "sgm", "open_clip"]
 

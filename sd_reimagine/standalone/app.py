@@ -28,6 +28,7 @@ from ..model_size import sized_for_model
 from ..schema import REFINER, REIMAGINE, SDXL, ParamGroup
 from ..ui import Controls, as_gradio_error, load_references, parameter_controls, reference_slots
 from .app_jobs import Jobs
+from .app_lineage import lineage_tab
 from .session import Session
 
 PREVIEW_SIZE = (512, 512)
@@ -63,6 +64,7 @@ def build_app(session: Session, model: str | None = None, base: str | None = Non
         tab = reimagine_tab(model_group(REIMAGINE, "model", model))
         refiner_controls = sdxl_tab(jobs, model_group(SDXL, "base", base), model_group(REFINER, "refiner", refiner))
         wire_reimagine_tab(tab, jobs, refiner_controls)
+        lineage_tab(tab.controls.images[0], tab.taken, session.out_dir)
 
         def client_gone(request: gr.Request) -> None:
             jobs.stops.stop_session(request.session_hash)

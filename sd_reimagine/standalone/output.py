@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from ..images import png_bytes
+from ..lineage_tree import own_hash_chunks
 
 _NUMBERED = re.compile(r"^(\d{5})-")
 
@@ -25,5 +26,5 @@ def save_png(image, infotext: str, folder: Path, seed: int, suffix: str = "", in
     number = next_index(folder) if index is None else index
     name = f"{number:05d}-{seed}{'-' + suffix if suffix else ''}.png"
     path = folder / name
-    path.write_bytes(png_bytes(image, infotext))
+    path.write_bytes(png_bytes(image, infotext, own_hash_chunks(image, infotext)))  # Reimagine outputs: own hash
     return path

@@ -12,6 +12,7 @@ from ..ui import Controls, load_references, parameter_controls, reference_slots
 from .reimagine import host_group, run_reimagine
 from .settings import outdir
 from .swap import unclip_titles
+from .tab_lineage import lineage_accordion
 
 TAB = "reimagine"
 PROMPT_PARAMS = ("model", "prompt", "negative_prompt")
@@ -135,6 +136,7 @@ def build_tab(run=None, group=None):
             with gr.Column(elem_id="reimagine_output_column"):
                 output = ui_common.create_output_panel(TAB, outdir())
                 reimagine_this = gr.Button("Reimagine this", elem_id="reimagine_this")
+                lineage_accordion(controls.images[0])
         selected = gr.State(0)
 
         submit = dict(

@@ -1,0 +1,280 @@
+"""The variation tree of an output folder, built from PNG text chunks alone (pixels are never decoded for it).
+
+A node is one Reimagine output: its own hash (the `reimagine-hash` text chunk, the full `image_digest`), its
+references with weights, parents and generation, noise level, seed and prompt (from its infotext). A child links to
+every reference it names: a reference's 10-hex short hash matches a node's own hash prefix. References that are not in
+the folder (the uploaded originals, or files moved away) become root nodes without a file: "reference <hash>".
+A file with the Reimagine fields but no `reimagine-hash` chunk (saved before the chunk existed) is decoded once for
+its hash, and that is cached like the rest.
+
+Cache: per file, keyed by (relative path, size, mtime_ns), in memory per folder and in the folder's
+`.reimagine-lineage-cache.json` (written only when something changed, atomically; a folder that cannot be written to
+just goes without it). PNG only: other formats carry no text chunks the WebUI's way. Files without Reimagine fields
+are ignored; unreadable or corrupt ones are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .errors import ParamError, ReimagineError
+from .images import image_digest, open_image, to_rgb
+from .infotext import NOISE_LEVEL, Lineage, parse_infotext
+from .png_text import PngTextError, read_png_text
+
+HASH_CHUNK = "reimagine-hash"
+CACHE_FILE = ".reimagine-lineage-cache.json"
+CACHE_VERSION = 1
+SHORT = 10  # hex digits of a reference's hash in infotext (`InputImage.short_hash`)
+
+
+def is_reimagine_infotext(infotext: str | None) -> bool:
+    """Whether infotext carries the Reimagine lineage fields (only those outputs get a `reimagine-hash`)."""
+    return bool(infotext) and Lineage.from_fields(parse_infotext(infotext)[2]) is not None
+
+
+def own_hash_chunks(image: Image.Image, infotext: str | None) -> dict[str, str]:
+    """The extra PNG text chunk of a Reimagine output: its own pixel digest, as `open_image` will compute it."""
+    return {HASH_CHUNK: image_digest(to_rgb(image))} if is_reimagine_infotext(infotext) else {}
+
+
+@dataclass(frozen=True)
+class Node:
+    """One image of the tree; `path` is None for a reference that is not in the folder (a root)."""
+
+    key: str  # the full own hash; a missing reference's 10-hex short hash
+    path: str | None = None
+    references: tuple[tuple[str, float], ...] = ()
+    parents: tuple[str, ...] = ()
+    generation: int = 0
+    noise_level: str = ""
+    seed: str = ""
+    prompt: str = ""
+    mtime_ns: int = 0
+
+    @property
+    def short(self) -> str:
+        return self.key[:SHORT]
+
+    @property
+    def label(self) -> str:
+        return Path(self.path).name if self.path else f"reference {self.short}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Node:
+        references = tuple((str(h), float(w)) for h, w in data.get("references", ()))
+        return cls(**{**data, "references": references, "parents": tuple(data.get("parents", ()))})
+
+
+@dataclass
+class ScanStats:
+    """What one scan found and how it got there."""
+
+    files: int = 0  # PNG files seen
+    nodes: int = 0  # Reimagine outputs among them
+    ignored: int = 0  # PNGs without Reimagine fields
+    skipped: int = 0  # unreadable or corrupt
+    cached: int = 0  # answered from the cache (memory or disk)
+    read: int = 0  # text chunks read this time
+    decoded: int = 0  # decoded for their hash (no `reimagine-hash` chunk)
+    seconds: float = 0.0
+
+
+@dataclass
+class LineageTree:
+    """Nodes by key, children by parent key (oldest first), roots (missing references, newest activity first)."""
+
+    folder: str
+    nodes: dict[str, Node]
+    children: dict[str, list[str]]
+    roots: list[str]
+    stats: ScanStats = field(default_factory=ScanStats)
+
+    def subtree(self, root: str) -> list[tuple[Node, int]]:
+        """(node, depth) of `root` and everything below it, depth first, each node once (at its first path)."""
+        rows, seen, stack = [], set(), [(root, 0)]
+        while stack:
+            key, depth = stack.pop()
+            if key in seen or key not in self.nodes:
+                continue
+            seen.add(key)
+            rows.append((self.nodes[key], depth))
+            stack.extend((child, depth + 1) for child in reversed(self.children.get(key, ())))
+        return rows
+
+    def find(self, text: str) -> Node:
+        """The node whose key starts with `text` (a full or short hash); refused clearly otherwise."""
+        text = text.strip().lower()
+        matches = [node for key, node in self.nodes.items() if text and key.startswith(text)]
+        if len(matches) != 1:
+            allowed = "the hash of one node shown in the tree" + (" (several match)" if matches else "")
+            raise ParamError("node", text, allowed)
+        return matches[0]
+
+
+Entry = tuple[int, int, str, Node | None]  # size, mtime_ns, status ("node", "none", "corrupt"), node
+
+
+class LineageScanner:
+    """Builds trees of folders, caching each file's record in memory and in the folder's cache file."""
+
+    def __init__(self, disk_cache: bool = True):
+        self.disk_cache = disk_cache
+        self._memory: dict[str, dict[str, Entry]] = {}
+
+    def tree(self, folder: str | Path, recursive: bool = True) -> LineageTree:
+        """The tree of `folder` now (files changed since the last scan are read again)."""
+        started = time.perf_counter()
+        root = check_folder(folder)
+        known = self._memory.get(str(root))
+        if known is None:
+            known = load_disk_cache(root) if self.disk_cache else {}
+        stats, entries = ScanStats(), {}
+        for rel, stat in png_files(root, recursive):
+            entries[rel] = self._entry(root, rel, stat, known.get(rel), stats)
+        self._memory[str(root)] = entries
+        if self.disk_cache and stats.read:
+            save_disk_cache(root, entries)
+        tree = build_tree(str(root), [e[3] for e in entries.values() if e[3] is not None], stats)
+        stats.seconds = time.perf_counter() - started
+        return tree
+
+    def _entry(self, root: Path, rel: str, stat: os.stat_result, cached: Entry | None, stats: ScanStats) -> Entry:
+        stats.files += 1
+        if cached is not None and cached[:2] == (stat.st_size, stat.st_mtime_ns):
+            stats.cached += 1
+            entry = cached
+        else:
+            stats.read += 1
+            entry = read_entry(root / rel, stat, stats)
+        status = entry[2]
+        stats.nodes += status == "node"
+        stats.ignored += status == "none"
+        stats.skipped += status == "corrupt"
+        return entry
+
+
+def check_folder(folder: str | Path) -> Path:
+    """The folder as an absolute path; refused with the value named when it is no folder."""
+    path = Path(str(folder or "")).expanduser()
+    if not str(folder or "").strip() or not path.is_dir():
+        raise ParamError("folder", str(folder), "an existing folder of images")
+    return path.resolve()
+
+
+def png_files(root: Path, recursive: bool) -> Iterator[tuple[str, os.stat_result]]:
+    """(relative path, stat) of the PNG files in `root`, sorted; hidden folders (caches) are passed over."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if recursive and entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+            elif entry.name.lower().endswith(".png") and entry.is_file():
+                yield os.path.relpath(entry.path, root), entry.stat()
+
+
+def read_entry(path: Path, stat: os.stat_result, stats: ScanStats) -> Entry:
+    """The cache entry of one file: its node, "none" without Reimagine fields, "corrupt" when unreadable."""
+    try:
+        node = node_of_file(path, stat.st_mtime_ns, stats)
+    except (OSError, PngTextError, ValueError, ReimagineError):
+        return stat.st_size, stat.st_mtime_ns, "corrupt", None
+    return stat.st_size, stat.st_mtime_ns, ("node" if node else "none"), node
+
+
+def node_of_file(path: Path, mtime_ns: int, stats: ScanStats) -> Node | None:
+    """The node of a PNG from its text chunks (None without Reimagine fields); decoded only when it has no hash."""
+    texts = read_png_text(path)
+    prompt, _negative, fields = parse_infotext(texts.get("parameters", ""))
+    lineage = Lineage.from_fields(fields)
+    if lineage is None:
+        return None
+    digest = texts.get(HASH_CHUNK, "").strip().lower()
+    if not digest:
+        stats.decoded += 1
+        digest = open_image(path).digest
+    return Node(
+        key=digest,
+        path=str(path),
+        references=lineage.references,
+        parents=lineage.parents,
+        generation=lineage.generation,
+        noise_level=fields.get(NOISE_LEVEL, ""),
+        seed=fields.get("Seed", ""),
+        prompt=prompt,
+        mtime_ns=mtime_ns,
+    )
+
+
+def build_tree(folder: str, nodes: list[Node], stats: ScanStats | None = None) -> LineageTree:
+    """Link nodes to the nodes their references name; references not among them become roots."""
+    by_key = {}
+    for node in sorted(nodes, key=lambda n: (n.mtime_ns, n.path or "")):
+        by_key.setdefault(node.key, node)  # the same picture saved twice is one node (its oldest file)
+    by_short = {key[:SHORT]: key for key in by_key}
+    children: dict[str, list[str]] = {}
+    newest: dict[str, int] = {}
+    for node in list(by_key.values()):
+        for short in dict.fromkeys(short.lower() for short, _weight in node.references):
+            parent = by_short.get(short)
+            if parent is None:
+                parent = short
+                newest[parent] = max(newest.get(parent, 0), node.mtime_ns)
+                by_key.setdefault(parent, Node(key=parent))
+            if parent != node.key:
+                children.setdefault(parent, []).append(node.key)
+    roots = sorted(newest, key=lambda key: -newest[key])
+    return LineageTree(folder, by_key, children, roots, stats or ScanStats())
+
+
+def load_disk_cache(root: Path) -> dict[str, Entry]:
+    """Entries from the folder's cache file; an absent, old or broken cache is an empty one."""
+    try:
+        data = json.loads((root / CACHE_FILE).read_text(encoding="utf-8"))
+        if data.get("version") != CACHE_VERSION:
+            return {}
+        return {
+            rel: (
+                int(size),
+                int(mtime),
+                str(status),
+                Node.from_json({**node, "path": str(root / rel)}) if node else None,
+            )
+            for rel, (size, mtime, status, node) in data["files"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def save_disk_cache(root: Path, entries: dict[str, Entry]) -> bool:
+    """Write the cache file atomically; False when the folder is read-only (the tree works without it)."""
+    files = {
+        rel: [size, mtime, status, node.to_json() if node else None]
+        for rel, (size, mtime, status, node) in entries.items()
+    }
+    temporary = root / f"{CACHE_FILE}.{os.getpid()}.tmp"
+    try:
+        temporary.write_text(json.dumps({"version": CACHE_VERSION, "files": files}), encoding="utf-8")
+        os.replace(temporary, root / CACHE_FILE)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        return False
+    return True
