@@ -47,7 +47,8 @@ class Page:
 
 def root_label(tree: LineageTree, root: str) -> str:
     """The dropdown label of a root: its hash first (parsed back by `root_of_label`), then its direct variations."""
-    return f"{tree.nodes[root].short} · {len(tree.children.get(root, ()))} variations"
+    count = len(tree.children.get(root, ()))
+    return f"{tree.nodes[root].short} · {count} variation{'' if count == 1 else 's'}"
 
 
 def root_of_label(label: str | None) -> str:
