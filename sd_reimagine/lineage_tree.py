@@ -19,7 +19,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +69,15 @@ class Node:
         return Path(self.path).name if self.path else f"reference {self.short}"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in _NODE_FIELDS}  # dataclasses.asdict deep-copies: 10x slower
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Node:
         references = tuple((str(h), float(w)) for h, w in data.get("references", ()))
         return cls(**{**data, "references": references, "parents": tuple(data.get("parents", ()))})
+
+
+_NODE_FIELDS = tuple(f.name for f in fields(Node))
 
 
 @dataclass
@@ -132,6 +135,7 @@ class LineageScanner:
     def __init__(self, disk_cache: bool = True):
         self.disk_cache = disk_cache
         self._memory: dict[str, dict[str, Entry]] = {}
+        self._trees: dict[tuple[str, bool], tuple[Any, LineageTree]] = {}  # the last tree and the files it had
 
     def tree(self, folder: str | Path, recursive: bool = True) -> LineageTree:
         """The tree of `folder` now (files changed since the last scan are read again)."""
@@ -146,7 +150,12 @@ class LineageScanner:
         self._memory[str(root)] = entries
         if self.disk_cache and stats.read:
             save_disk_cache(root, entries)
-        tree = build_tree(str(root), [e[3] for e in entries.values() if e[3] is not None], stats)
+        previous = self._trees.get((str(root), recursive))
+        if previous and not stats.read and previous[0] == entries.keys():  # nothing changed: same links
+            tree = LineageTree(str(root), previous[1].nodes, previous[1].children, previous[1].roots, stats)
+        else:
+            tree = build_tree(str(root), [e[3] for e in entries.values() if e[3] is not None], stats)
+        self._trees[(str(root), recursive)] = (entries.keys(), tree)
         stats.seconds = time.perf_counter() - started
         return tree
 
@@ -175,9 +184,9 @@ def check_folder(folder: str | Path) -> Path:
 
 def png_files(root: Path, recursive: bool) -> Iterator[tuple[str, os.stat_result]]:
     """(relative path, stat) of the PNG files in `root`, sorted; hidden folders (caches) are passed over."""
-    stack = [root]
+    stack = [(str(root), "")]
     while stack:
-        folder = stack.pop()
+        folder, prefix = stack.pop()
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
@@ -186,9 +195,9 @@ def png_files(root: Path, recursive: bool) -> Iterator[tuple[str, os.stat_result
             if entry.name.startswith("."):
                 continue
             if recursive and entry.is_dir(follow_symlinks=False):
-                stack.append(Path(entry.path))
+                stack.append((entry.path, prefix + entry.name + os.sep))
             elif entry.name.lower().endswith(".png") and entry.is_file():
-                yield os.path.relpath(entry.path, root), entry.stat()
+                yield prefix + entry.name, entry.stat()
 
 
 def read_entry(path: Path, stat: os.stat_result, stats: ScanStats) -> Entry:
@@ -256,7 +265,7 @@ def load_disk_cache(root: Path) -> dict[str, Entry]:
                 int(size),
                 int(mtime),
                 str(status),
-                Node.from_json({**node, "path": str(root / rel)}) if node else None,
+                Node.from_json({**node, "path": os.path.join(root, rel)}) if node else None,
             )
             for rel, (size, mtime, status, node) in data["files"].items()
         }

@@ -22,6 +22,7 @@ PROMPT = (
     "dramatic clouds, highly detailed, artstation"
 )
 NEGATIVE = "blurry, low quality, watermark, text, deformed"
+MAX_GENERATION = 6  # a few generations deep, as people iterate
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,8 @@ def write_synthetic_folder(folder: Path, count: int, roots: int = 100, seed: int
         picks = 2 if rng.random() < 0.2 else 1
         references = []
         for _ in range(picks):
-            if written and rng.random() < 0.65:  # mostly a recent output: variations of variations
-                parent = written[rng.randrange(max(0, len(written) - 300), len(written))]
+            parent = written[rng.randrange(max(0, len(written) - 300), len(written))] if written else None
+            if parent and parent.generation < MAX_GENERATION and rng.random() < 0.65:  # variations of variations
                 references.append((parent.digest[:10], 0.5 if picks == 2 else 1.0, parent.generation))
             else:
                 references.append((rng.choice(originals), 0.5 if picks == 2 else 1.0, None))
