@@ -11,6 +11,7 @@ from .. import __version__
 from ..api_request import RequestError, parse_variations_request, request_json_schema
 from ..errors import ParamError, ReimagineError
 from ..images import png_bytes
+from ..lineage_tree import own_hash_chunks
 
 PREFIX = "/reimagine/v1"
 KINDS = ("unclip-h", "unclip-l", "unclip", "sdxl-base", "sdxl-refiner", "sd", "unknown")
@@ -73,7 +74,8 @@ def run_job(references: list[Any], values: dict[str, Any], run_reimagine: Callab
 
 
 def encode_png(image, infotext: str) -> str:
-    return base64.b64encode(png_bytes(image, infotext)).decode("ascii")
+    """The image as base64 PNG with its infotext and, as every Reimagine output, its own hash chunk."""
+    return base64.b64encode(png_bytes(image, infotext, own_hash_chunks(image, infotext))).decode("ascii")
 
 
 def register(app, host: ApiHost | None = None) -> None:
