@@ -24,18 +24,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import struct
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ParamError
+from .png_text import PngTextError, read_png_text
 from .schema import MAX_SEED
 
 SOURCE_KEY = "reimagine-source"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _NUMBERED = re.compile(r"^(\d{5,})-")
 _UNSAFE = re.compile(r"[^\w.-]+")
 STEM_LENGTH = 60
@@ -222,53 +220,14 @@ def read_tags(folder: Path) -> dict[str, list[SourceTag]]:
     if not folder.is_dir():
         return tags
     for path in folder.glob("*.png"):
-        text = png_text_chunks(path, (SOURCE_KEY,)).get(SOURCE_KEY)
+        try:
+            text = read_png_text(path).get(SOURCE_KEY)
+        except (OSError, PngTextError):
+            continue  # not one of ours, or broken: it records nothing
         tag = SourceTag.parse(text) if text else None
         if tag is not None:
             tags.setdefault(tag.input, []).append(tag)
     return tags
-
-
-def png_text_chunks(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
-    """The text chunks (tEXt, zTXt, iTXt) named `keys` of a PNG file, read chunk by chunk, skipping image data."""
-    found: dict[str, str] = {}
-    try:
-        with open(path, "rb") as handle:
-            if handle.read(8) != PNG_SIGNATURE:
-                return found
-            while len(found) < len(keys):
-                header = handle.read(8)
-                if len(header) < 8:
-                    break
-                length, kind = struct.unpack(">I4s", header)
-                if kind == b"IEND":
-                    break
-                if kind not in (b"tEXt", b"zTXt", b"iTXt"):
-                    handle.seek(length + 4, 1)
-                    continue
-                key, text = _text_chunk(kind, handle.read(length))
-                handle.seek(4, 1)  # CRC
-                if key in keys and text is not None:
-                    found[key] = text
-    except (OSError, struct.error):
-        pass
-    return found
-
-
-def _text_chunk(kind: bytes, data: bytes) -> tuple[str, str | None]:
-    """(key, text) of one text chunk; text None when it cannot be decoded."""
-    key, _, rest = data.partition(b"\0")
-    try:
-        if kind == b"tEXt":
-            return key.decode("latin-1"), rest.decode("latin-1")
-        if kind == b"zTXt":
-            return key.decode("latin-1"), zlib.decompress(rest[1:]).decode("latin-1")
-        compressed, rest = rest[0], rest[2:]
-        _, _, rest = rest.partition(b"\0")  # language tag
-        _, _, rest = rest.partition(b"\0")  # translated keyword
-        return key.decode("latin-1"), (zlib.decompress(rest) if compressed else rest).decode("utf-8")
-    except (zlib.error, UnicodeDecodeError, IndexError):
-        return key.decode("latin-1", "replace"), None
 
 
 def next_number(folder: Path) -> int:

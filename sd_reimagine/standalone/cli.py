@@ -13,6 +13,10 @@ from ..model_size import sized_for_model
 from ..schema import REFINER, REIMAGINE, SDXL, SEED
 
 EXIT_USAGE = 2
+IMAGE_DIR_HELP = (
+    "a folder at a time: one job per PNG/JPEG/WebP image in DIR (not its subfolders), each image reference 1; "
+    "outputs go straight into --out, and a rerun skips images already done there"
+)
 REFINE_OWN = (
     "refiner_prompt",
     "refiner_negative_prompt",
@@ -58,14 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_variations_parser(commands) -> None:
     variations = commands.add_parser("variations", help="Stable unCLIP variations of one or more reference images")
-    variations.add_argument(
+    sources = variations.add_mutually_exclusive_group(required=True)
+    sources.add_argument(
         "--image",
         dest="references",
         action=_ImageAction,
-        required=True,
         metavar="PATH",
         help="reference image (PNG/JPEG/WebP); repeat for several",
     )
+    sources.add_argument("--image-dir", type=Path, help=IMAGE_DIR_HELP)
     variations.add_argument(
         "--weight",
         dest="references",
@@ -178,6 +183,10 @@ def run_variations(args) -> int:
 
     session = Session(device=args.device, out_dir=args.out, dtype=args.dtype)
     values = sized_for_model(REIMAGINE, args.model or REIMAGINE["model"].default).values_from_cli(args)
+    if args.image_dir is not None:
+        from .batch import run_image_dir
+
+        return run_image_dir(session, args.image_dir, args.out, values)
     weights = [REFERENCE_WEIGHT.coerce(weight) for _, weight in args.references]
     references = [(open_image(Path(path), name=path), w) for (path, _), w in zip(args.references, weights, strict=True)]
     batches = -(-values["n"] // session.max_batch)

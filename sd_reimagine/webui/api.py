@@ -82,6 +82,7 @@ def register(app, host: ApiHost | None = None) -> None:
     """Add the routes to the WebUI's FastAPI app (from on_app_started); `host`: the adapter (default A1111)."""
     from fastapi import Body
 
+    from . import batch
     from .settings import default_model
     from .swap import list_checkpoints_by_kind, swap_times_after
 
@@ -134,3 +135,4 @@ def register(app, host: ApiHost | None = None) -> None:
     # The body is read strictly by the core parser; the published schema documents it in /docs.
     request_body = {"required": True, "content": {"application/json": {"schema": request_schema(host)}}}
     app.add_api_route(f"{PREFIX}/variations", variations, methods=["POST"], openapi_extra={"requestBody": request_body})
+    batch.register_route(app, host)  # POST /reimagine/v1/batch: a folder at a time (webui/batch.py)

@@ -9,6 +9,8 @@ DEFAULT_MODEL = "reimagine_default_model"
 BATCH_SIZE = "reimagine_batch_size"
 OUTDIR = "reimagine_outdir"
 REFINER_ONE_RESIDENCY = "reimagine_refiner_one_residency"
+BATCH_API_DIR = "reimagine_batch_api_dir"
+BATCH_API_DIR_LABEL = "Folder the API may read batches from (and write them to; empty: /reimagine/v1/batch is refused)"
 
 
 def on_ui_settings() -> None:
@@ -53,6 +55,12 @@ def on_ui_settings() -> None:
         OUTDIR,
         shared.OptionInfo("", "Output folder for Reimagine images (empty: outputs/reimagine-images)", section=SECTION),
     )
+    # Not settable through the API (restrict_api), as the WebUI does for its own URL options: the folder is the
+    # server owner's grant, and hidden with --hide-ui-dir-config like the WebUI's own folder options.
+    shared.opts.add_option(
+        BATCH_API_DIR,
+        shared.OptionInfo("", BATCH_API_DIR_LABEL, component_args=shared.hide_dirs, section=SECTION, restrict_api=True),
+    )
 
 
 def get(name: str, default: Any = None) -> Any:
@@ -93,3 +101,8 @@ def outdir() -> str:
 
     default = os.path.join(paths_internal.default_output_dir, "reimagine-images")
     return get(OUTDIR, "") or shared.opts.outdir_samples or default
+
+
+def batch_api_dir() -> str:
+    """The one folder the API may run batches in ("" = none)."""
+    return str(get(BATCH_API_DIR, "") or "")

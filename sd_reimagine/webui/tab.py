@@ -12,6 +12,7 @@ from ..ui import Controls, load_references, parameter_controls, reference_slots
 from .reimagine import host_group, run_reimagine
 from .settings import outdir
 from .swap import unclip_titles
+from .tab_batch import batch_section, wire_batch
 from .tab_lineage import lineage_accordion
 
 TAB = "reimagine"
@@ -133,6 +134,7 @@ def build_tab(run=None, group=None):
                     )
                 reference_slots(controls, TAB)
                 parameter_controls(controls, group, TAB, skip=PROMPT_PARAMS)
+                batch = batch_section()
             with gr.Column(elem_id="reimagine_output_column"):
                 output = ui_common.create_output_panel(TAB, outdir())
                 reimagine_this = gr.Button("Reimagine this", elem_id="reimagine_this")
@@ -148,6 +150,7 @@ def build_tab(run=None, group=None):
         )
         toprow.prompt.submit(**submit)
         toprow.submit.click(**submit)
+        wire_batch(batch, controls, task_id, toprow, model, output, run, group)
 
         def on_select(info_json: str, evt: gr.SelectData):
             return selected_infotext(info_json, evt.index if isinstance(evt.index, int) else evt.index[0])
