@@ -204,3 +204,12 @@ def test_thumbnails_come_from_the_file_cache_when_present(family):
     assert again.made == 0
     with Image.open(a.path) as image:
         assert image.size == (32, 32)
+
+
+def test_where_folders_are_hidden_every_scan_uses_the_output_folder(family):
+    from sd_reimagine.lineage_ui import LineageHost
+
+    folder = str(family[0])
+    hidden = LineageHost("p", lambda: folder, False, lambda path: (path,), [])
+    assert hidden.folder("/etc") == folder and hidden.folder("") == folder
+    assert LineageHost("p", lambda: folder, True, lambda path: (path,), []).folder("/etc") == "/etc"
