@@ -28,6 +28,10 @@ UNCLIP_KINDS = (UNCLIP_H, UNCLIP_L, UNCLIP)
 REFINER_KINDS = (SDXL_REFINER, SDXL_BASE)  # what the SDXL refiner post-step can run (same latent space as SDXL)
 ROLES = {  # role -> (kinds that can play it, how to say so)
     "unclip": (UNCLIP_KINDS, "a Stable unCLIP 2.1 checkpoint (H or L)"),
+    "reimagine": (
+        (*UNCLIP_KINDS, SDXL_BASE),
+        "a Stable unCLIP 2.1 checkpoint (H or L), or an SDXL base (Reimagine XL)",
+    ),
     "refiner": (REFINER_KINDS, "an SDXL refiner or SDXL base checkpoint"),
 }
 KIND_NAMES = {

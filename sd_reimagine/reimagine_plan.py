@@ -8,7 +8,8 @@ Rules (the reference rules themselves are in `mixing.py`):
 - batches: at most `max_batch` images sampled together; a host that can only run equal batches (the WebUI's
   batch size x batch count) gets the largest divisor of n not above `max_batch`;
 - structure strength s > 0 starts from the first reference's latents at denoise 1 - s, else from pure noise;
-- each image's embedding noise is drawn from a generator seeded with the image's seed, reference by reference.
+- each image's embedding noise is drawn from a generator seeded with the image's seed, reference by reference;
+- the image encoder is recorded only for Reimagine XL (facts.engine "xl"); an unCLIP model brings its own.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class ReimagineFacts:
     model: str
     max_batch: int = 1
     uneven_batches: bool = True  # False: every batch has the same size (the WebUI's batch size x batch count)
+    engine: str = "unclip"  # "xl": Reimagine XL on an SDXL base (reimagine_xl.py); its image encoder is recorded
+    image_encoder: str = ""  # the XL image encoder's name as infotext records it
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ class ReimaginePlan:
 
     def fields(self) -> dict[str, Any]:
         """The `Reimagine ...` infotext keys of every image of the job (lineage included)."""
-        keys = {k: v for k, v in group_fields(REIMAGINE, self.values).items() if k.startswith("Reimagine")}
+        fields = group_fields(REIMAGINE, self.values).items()
+        keys = {k: v for k, v in fields if k.startswith("Reimagine") and v not in (None, "")}
         return {**keys, **lineage_of(self.references).fields()}
 
 
@@ -102,6 +106,8 @@ def plan_reimagine(
     values = group.validate(values)
     values["seed"] = resolve_seed(values["seed"])
     values["model"] = facts.model or values["model"]
+    # The image encoder is an XL setting: an unCLIP model has its own, so nothing is recorded for it.
+    values["image_encoder"] = (facts.image_encoder or values["image_encoder"]) if facts.engine == "xl" else ""
     given = [r if isinstance(r, Reference) else Reference(r[0], float(r[1])) for r in references]
     active = active_references(given)
     seeds = image_seeds(values["seed"], values["n"])

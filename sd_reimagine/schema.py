@@ -307,9 +307,15 @@ UNCLIP_H = "stabilityai/stable-diffusion-2-1-unclip"
 UNCLIP_L = "stabilityai/stable-diffusion-2-1-unclip-small"
 
 REIMAGINE = ParamGroup("Reimagine", (
-    text("model", "unCLIP model", "Hugging Face id, diffusers folder or checkpoint file.", UNCLIP_H, infotext="Model"),
+    text("model", "unCLIP model",
+         "Stable unCLIP 2.1, or an SDXL base for Reimagine XL: Hugging Face id, diffusers folder or checkpoint file.",
+         UNCLIP_H, infotext="Model"),
     PROMPT,
     NEGATIVE_PROMPT,
+    text("image_encoder", "Image encoder (Reimagine XL)",
+         "SDXL models only: the OpenCLIP ViT-bigG/14 vision tower, a clip_vision_g.safetensors file, folder or "
+         "Hugging Face id; empty: clip_vision_g.safetensors from the models folder, else "
+         "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k.", infotext="Reimagine image encoder"),
     number("noise_level", int, 0, "Noise level",
            "Noise added to the image embedding (0 = none, up to 999): higher wanders further from the references.",
            0, 999, 1, infotext="Reimagine noise level", xyz=True),

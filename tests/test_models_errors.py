@@ -23,8 +23,8 @@ def garbage_ckpt(tmp_path, tiny_models):
     return path
 
 
-def sdxl_base_folder(tmp_path, tiny_models):
-    return tiny_models["tiny-sdxl-base"]
+def sdxl_refiner_folder(tmp_path, tiny_models):
+    return tiny_models["tiny-sdxl-refiner"]  # an SDXL base is Reimagine XL (tests/test_reimagine_xl.py)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +32,7 @@ def sdxl_base_folder(tmp_path, tiny_models):
     [
         (random_ckpt, "it holds no weights of a known Stable Diffusion model"),
         (garbage_ckpt, "not a readable .ckpt file"),
-        (sdxl_base_folder, "this is an SDXL base pipeline (StableDiffusionXLPipeline)"),
+        (sdxl_refiner_folder, "this is an SDXL refiner pipeline (StableDiffusionXLImg2ImgPipeline)"),
     ],
 )
 def test_cli_says_what_the_model_is_and_what_is_needed(tiny_models, tmp_path, make, found):

@@ -36,7 +36,7 @@ NEEDS = {
     "StableUnCLIPImg2ImgPipeline": (
         UNCLIP_KINDS,
         "Reimagine needs a Stable unCLIP 2.1 model (stabilityai/stable-diffusion-2-1-unclip or -small, a diffusers "
-        "folder of one, or an sd21-unclip-h .safetensors/.ckpt file)",
+        "folder of one, or an sd21-unclip-h .safetensors/.ckpt file), or an SDXL base for Reimagine XL",
     ),
     "StableDiffusionXLPipeline": (
         (SDXL_BASE,),

@@ -67,7 +67,7 @@ class SdxlJob:
 
 
 @dataclass
-class _Progress:
+class StepCounter:
     """Step counter across the calls of a job; turns should_stop into diffusers' interrupt flag."""
 
     total: int
@@ -141,7 +141,7 @@ class SdxlRelay:
         """
         # 1. Check inputs and plan both models' steps before any model runs
         plan = self.plan(values_sdxl, values_refiner)
-        counter = _Progress(len(plan.seeds) * (plan.base_steps + plan.refiner_steps), progress, should_stop)
+        counter = StepCounter(len(plan.seeds) * (plan.base_steps + plan.refiner_steps), progress, should_stop)
         job = SdxlJob([], [], plan.values, plan.refiner_values, plan.base_steps, plan.refiner_steps)
         # 2. Run batch by batch: base, then refiner on the base's latents (no VAE round trip)
         for start in range(0, len(plan.seeds), self.max_batch):
@@ -184,7 +184,7 @@ class SdxlRelay:
             job.base_steps = job.split.base_steps
         return job
 
-    def run_base(self, plan: _Job, generators: list[torch.Generator], counter: _Progress) -> torch.Tensor:
+    def run_base(self, plan: _Job, generators: list[torch.Generator], counter: StepCounter) -> torch.Tensor:
         """The base's latents: finished, or stopped at the switch point in handoff mode."""
         values = plan.values
         kwargs: dict[str, Any] = {}
@@ -205,7 +205,7 @@ class SdxlRelay:
                 **kwargs,
             ).images
 
-    def run_refiner(self, plan: _Job, latents, generators, counter: _Progress, output_type: str = "latent"):
+    def run_refiner(self, plan: _Job, latents, generators, counter: StepCounter, output_type: str = "latent"):
         """The refiner on the base's latents: the rest of the schedule (handoff) or img2img at a strength (refine)."""
         schedule: dict[str, Any] = {}
         if plan.refiner.mode == "handoff":
@@ -249,7 +249,7 @@ def refiner_call(
     generators: list[torch.Generator],
     plan: RefinerPlan,
     scheduler,
-    counter: _Progress,
+    counter: StepCounter,
     output_type: str = "latent",
     **schedule: Any,
 ):
@@ -380,7 +380,7 @@ def _refine(
     scheduler = refiner_scheduler(refiner, plan)
     seeds = image_seeds(resolve_seed(seed), latents.shape[0])
     # 2. Refine
-    counter = _Progress(plan.steps_run * len(seeds), progress, should_stop)
+    counter = StepCounter(plan.steps_run * len(seeds), progress, should_stop)
     generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
     images = refiner_call(refiner, latents, generators, plan, scheduler, counter, output_type)
     # 3. Label

@@ -11,9 +11,11 @@ import torch
 from ..errors import ParamError
 from ..images import InputImage
 from ..mixing import Reference
+from ..reimagine_xl import XL_ENGINE, check_embedding_size
 from ..schema import REFINER, REIMAGINE, SDXL
 from .models import PipelineCache, default_device, load_pipeline, model_name
 from .output import next_index, save_png
+from .reimagine_xl import CLIP_VISION_FOLDERS, XlVariations, model_engine, pooled_size
 from .unclip import UnclipVariations, VariationJob
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -54,6 +56,22 @@ class Session:
 
         return self._pipelines.get(("unclip", spec, self.device), load)
 
+    def reimagine_xl(self, spec: str, image_encoder: str = "") -> XlVariations:
+        """A Reimagine XL runner: an SDXL base and the bigG vision tower, loaded once and kept."""
+
+        def load() -> XlVariations:
+            from diffusers import StableDiffusionXLPipeline
+
+            from ..clip_vision import load_vision_tower
+
+            tower = load_vision_tower(image_encoder, CLIP_VISION_FOLDERS, dtype=self._dtype(), device=self.device)
+            check_embedding_size(tower.embedding_size, pooled_size(spec))  # before the large load
+            pipe = load_pipeline(StableDiffusionXLPipeline, spec, dtype=self._dtype()).to(self.device)
+            pipe.set_progress_bar_config(disable=True)
+            return XlVariations(pipe, tower, model_name(spec), max_batch=self.max_batch)
+
+        return self._pipelines.get(("reimagine-xl", spec, image_encoder, self.device), load)
+
     def variations(
         self,
         images: Sequence[tuple[InputImage, float]],
@@ -64,7 +82,10 @@ class Session:
     ) -> tuple[VariationJob, list[Path]]:
         """Run one Reimagine job and save its images under out_dir/reimagine."""
         values = REIMAGINE.validate(values)
-        runner = self.unclip(values["model"])
+        if model_engine(values["model"]) == XL_ENGINE:
+            runner = self.reimagine_xl(values["model"], values["image_encoder"])
+        else:
+            runner = self.unclip(values["model"])
         references = [Reference(image, weight) for image, weight in images]
         job = runner(references, values, progress=progress, should_stop=should_stop)
         paths = [save_png(g.image, g.infotext, self.out_dir / "reimagine", g.seed) for g in job.images] if save else []

@@ -240,7 +240,8 @@ def _attach_tokenizers(pipe, folder: Path) -> None:
 
 
 def write_tiny_models(out_dir: Path, scale: int = 1) -> dict[str, Path]:
-    """Write the tiny unCLIP, SDXL base and SDXL refiner as diffusers folders; returns name -> folder."""
+    """Write the tiny unCLIP, SDXL base and SDXL refiner as diffusers folders and the tiny bigG-layout vision tower
+    (a `.safetensors` file); returns name -> path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base, refiner = build_sdxl_pair(scale)
@@ -251,4 +252,7 @@ def write_tiny_models(out_dir: Path, scale: int = 1) -> dict[str, Path]:
         _attach_tokenizers(pipe, out_dir)
         pipe.save_pretrained(folder, safe_serialization=True)
         written[name] = folder
+    from .tiny_clip_vision import TINY_CLIP_VISION, write_tiny_clip_vision
+
+    written[TINY_CLIP_VISION] = write_tiny_clip_vision(out_dir / f"{TINY_CLIP_VISION}.safetensors")
     return written
