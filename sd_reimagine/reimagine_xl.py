@@ -70,14 +70,23 @@ def pooled_augment(noise_level: int) -> Callable[[torch.Tensor, torch.Tensor], t
     return augment
 
 
+def image_pooled_for_seed(embeds: torch.Tensor, plan: ReimaginePlan, generator: torch.Generator) -> torch.Tensor:
+    """The image part (1, D) of one image's pooled embedding: its references noised and weighted, times 1 - mix."""
+    return conditioning_for_seed(embeds, plan, generator, pooled_augment(plan.values["noise_level"]), embeds.dtype)
+
+
+def mix_pooled(image_part: torch.Tensor, text_pooled: torch.Tensor, mix: float) -> torch.Tensor:
+    """The pooled embedding (1, D): the image part plus mix times the prompt's pooled text embedding."""
+    return image_part.to(text_pooled) + mix * text_pooled.reshape(1, -1)
+
+
 def pooled_for_seed(
     embeds: torch.Tensor, plan: ReimaginePlan, generator: torch.Generator, text_pooled: torch.Tensor
 ) -> torch.Tensor:
     """The pooled part (1, D) of one image's SDXL vector: noised, weighted image embeddings mixed with the text's."""
     check_embedding_size(embeds.shape[-1], text_pooled.shape[-1])
-    image = conditioning_for_seed(embeds, plan, generator, pooled_augment(plan.values["noise_level"]), embeds.dtype)
-    mix = plan.values["image_text_mix"]
-    return image.to(text_pooled) + mix * text_pooled.reshape(1, -1)
+    image = image_pooled_for_seed(embeds, plan, generator)
+    return mix_pooled(image, text_pooled, plan.values["image_text_mix"])
 
 
 def context_for_prompt(context: torch.Tensor, prompt: str) -> torch.Tensor:

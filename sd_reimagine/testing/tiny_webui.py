@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..reimagine_xl import CLIP_VISION_G_FILE
+from .tiny_clip_vision import write_tiny_clip_vision
 from .tiny_webui_configs import (
     CLIP_L_DIR,
     EMBED_DIM,
@@ -180,6 +182,9 @@ def write_checkpoint(path: Path, config: dict[str, Any], seed: int, half: bool =
     return path
 
 
+CLIP_VISION_G = "clip_vision"  # folder holding clip_vision_g.safetensors, linked as the data dir's models/clip_vision
+
+
 def write_webui_tiny_models(out_dir: Path, scale: int = 1) -> dict[str, Path]:
     """Write the four tiny checkpoints and what they need; returns name -> path.
 
@@ -206,6 +211,8 @@ def write_webui_tiny_models(out_dir: Path, scale: int = 1) -> dict[str, Path]:
             config = sdxl_config(clip_dir, refiner=name.endswith("refiner"), scale=scale)
             paths[name] = write_checkpoint(out_dir / f"{name}.safetensors", config, seed, half=True)
     paths[SUPPORT_EXTENSION] = write_support_extension(out_dir / SUPPORT_EXTENSION, config_dir)
+    # Reimagine XL's image encoder, sized to the tiny SDXL base's pooled embedding (the WebUI's models/clip_vision).
+    paths[CLIP_VISION_G] = write_tiny_clip_vision(out_dir / CLIP_VISION_G / CLIP_VISION_G_FILE, EMBED_DIM)
     options_path = out_dir / "webui-test-options.json"
     options_path.write_text(json.dumps(WEBUI_TEST_OPTIONS, indent=1) + "\n", encoding="utf-8")
     paths["webui-test-options"] = options_path

@@ -24,8 +24,9 @@ from ..reimagine_plan import (
     conditioning_for_seed,
     plan_reimagine,
 )
+from ..reimagine_xl import XL_ENGINE, engine_for_kind
 from ..schema import DEFAULT_SAMPLER, REIMAGINE, ParamGroup
-from . import settings
+from . import reimagine_xl, settings
 from .host import HostLists, live_lists
 from .swap import SWAP_TIMES, checkpoint_kind, resolve_for_role, swapped_model
 
@@ -131,13 +132,14 @@ def processing_classes() -> tuple[type, type]:
     return ReimagineTxt2Img, ReimagineImg2Img
 
 
-def check_unclip_checkpoint(model: str):
-    """The CheckpointInfo of a loadable unCLIP checkpoint (errors name the `model` field); unCLIP-L's CLIP weights
-    checked."""
-    info = resolve_for_role(model, "model", "unclip")
-    if checkpoint_kind(info.filename) == "unclip-l":
+def check_reimagine_checkpoint(model: str):
+    """The CheckpointInfo of a loadable unCLIP or SDXL base checkpoint (errors name the `model` field) and its
+    engine; unCLIP-L's CLIP weights checked."""
+    info = resolve_for_role(model, "model", "reimagine")
+    kind = checkpoint_kind(info.filename)
+    if kind == "unclip-l":
         check_clip_l_weights()
-    return info
+    return info, engine_for_kind(kind)
 
 
 def clip_cache_dir() -> str:
@@ -164,9 +166,11 @@ def check_clip_l_weights() -> None:
     print(f"Reimagine: unCLIP-L will download OpenAI CLIP ViT-L/14 (~890 MB) into {clip_cache_dir()}")
 
 
-def make_processing(plan: ReimaginePlan, save: bool, is_api: bool):
-    """The txt2img (or, starting from the first reference, img2img) processing of a plan; the model is loaded."""
-    txt2img_class, img2img_class = processing_classes()
+def make_processing(plan: ReimaginePlan, save: bool, is_api: bool, classes: tuple[type, type] | None = None):
+    """The txt2img (or, starting from the first reference, img2img) processing of a plan; the model is loaded.
+
+    classes: the (txt2img, img2img) processing classes (default: unCLIP's; Reimagine XL passes its own)."""
+    txt2img_class, img2img_class = classes or processing_classes()
     values = plan.values
     outdir = settings.outdir()
     common = dict(
@@ -193,7 +197,6 @@ def make_processing(plan: ReimaginePlan, save: bool, is_api: bool):
         p = img2img_class(init_images=[first], denoising_strength=plan.denoise, resize_mode=0, **common)
     else:
         p = txt2img_class(**common)
-    p.reimagine = ReimagineConditioning(plan)
     p.extra_generation_params.update(plan.fields())
     p.is_api = is_api
     return p
@@ -206,21 +209,41 @@ def check_loaded_unclip(sd_model, title: str) -> None:
         raise ParamError("model", title, "an unCLIP checkpoint (the WebUI did not load it as one)")
 
 
+def processing_for_engine(plan: ReimaginePlan, tower, title: str, save: bool, is_api: bool):
+    """The processing of a plan on the loaded model: unCLIP's, or Reimagine XL's with the vision tower."""
+    from modules import shared
+
+    if tower is None:
+        check_loaded_unclip(shared.sd_model, title)
+        p = make_processing(plan, save, is_api)
+        p.reimagine = ReimagineConditioning(plan)
+        return p
+    reimagine_xl.check_loaded_sdxl(shared.sd_model, title, tower)
+    p = make_processing(plan, save, is_api, reimagine_xl.processing_classes())
+    p.reimagine_xl = reimagine_xl.XlConditioning(plan, tower)
+    return p
+
+
 def run_reimagine(
     references: Sequence[tuple[InputImage, float]], values: dict[str, Any], *, save: bool = True, is_api: bool = False
 ) -> VariationResult:
-    """One Reimagine job on the chosen unCLIP checkpoint; the user's model is restored afterwards."""
+    """One Reimagine job on the chosen unCLIP (or, Reimagine XL, SDXL base) checkpoint; the user's model is restored
+    afterwards."""
     from modules import processing, shared
 
     started = time.perf_counter()
     values = host_group().validate(values)
-    info = check_unclip_checkpoint(values["model"] or settings.default_model())
-    facts = ReimagineFacts(info.title, settings.batch_limit(), uneven_batches=False)
+    info, engine = check_reimagine_checkpoint(values["model"] or settings.default_model())
+    # The XL image encoder loads before any swap: a missing one is refused with the user's model untouched.
+    tower = reimagine_xl.vision_tower(values["image_encoder"]) if engine == XL_ENGINE else None
+    encoder = tower.name if tower is not None else ""
+    facts = ReimagineFacts(
+        info.title, settings.batch_limit(), uneven_batches=False, engine=engine, image_encoder=encoder
+    )
     plan = plan_reimagine(values, references, facts, host_group())
     swaps_before = len(SWAP_TIMES)
     with swapped_model(info, field="model"):
-        check_loaded_unclip(shared.sd_model, info.title)
-        p = make_processing(plan, save, is_api)
+        p = processing_for_engine(plan, tower, info.title, save, is_api)
         sampling = time.perf_counter()
         with closing(p):
             processed = processing.process_images(p)

@@ -273,6 +273,11 @@ def titles_for_role(role: str) -> list[str]:
     return [title for kind in ROLES[role][0] for title in sorted(kinds.get(kind, []), key=str.casefold)]
 
 
+def reimagine_titles() -> list[str]:
+    """Titles of the checkpoints Reimagine runs: unCLIP (H, L, other), then SDXL bases (Reimagine XL)."""
+    return titles_for_role("reimagine")
+
+
 def unclip_titles() -> list[str]:
     """Titles of the checkpoints detected as unCLIP (H first, then L, then other unCLIP)."""
     return titles_for_role("unclip")

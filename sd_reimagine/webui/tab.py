@@ -11,7 +11,7 @@ from ..infotext import NOISE_LEVEL
 from ..ui import Controls, load_references, parameter_controls, reference_slots
 from .reimagine import host_group, run_reimagine
 from .settings import outdir
-from .swap import unclip_titles
+from .swap import reimagine_titles
 from .tab_batch import batch_section, wire_batch
 from .tab_lineage import lineage_accordion
 
@@ -106,14 +106,15 @@ def take_as_reference(gallery: list, info_json: str, index: int):
     return image
 
 
-def build_tab(run=None, group=None):
+def build_tab(run=None, group=None, titles_of=None):
     """The Blocks of the tab (for on_ui_tabs); `run` and `group` (job runner, parameter group) default to this
     adapter's, the Forge adapter passes its own."""
     import gradio as gr
     from modules import call_queue, infotext_utils, sd_models, ui_common, ui_toprow
 
     group = group or host_group()
-    titles = unclip_titles()
+    titles_of = titles_of or reimagine_titles
+    titles = titles_of()
     controls = Controls()
     with gr.Blocks(analytics_enabled=False) as tab:
         toprow = ui_toprow.Toprow(is_img2img=False, id_part=TAB)
@@ -124,13 +125,13 @@ def build_tab(run=None, group=None):
                     model = gr.Dropdown(
                         choices=titles,
                         value=default_model_choice(titles),
-                        label="unCLIP checkpoint",
+                        label="unCLIP or SDXL checkpoint",
                         elem_id="reimagine_model",
-                        info="Checkpoints detected as unCLIP-H/L from their headers; loaded for the job, "
-                        "your model is restored afterwards.",
+                        info="unCLIP-H/L, or an SDXL base for Reimagine XL (told from their headers); loaded for "
+                        "the job, your model is restored afterwards.",
                     )
                     ui_common.create_refresh_button(
-                        model, sd_models.list_models, lambda: {"choices": unclip_titles()}, "reimagine_model_refresh"
+                        model, sd_models.list_models, lambda: {"choices": titles_of()}, "reimagine_model_refresh"
                     )
                 reference_slots(controls, TAB)
                 parameter_controls(controls, group, TAB, skip=PROMPT_PARAMS)

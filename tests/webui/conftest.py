@@ -80,6 +80,8 @@ def make_data_dir(data_dir: Path, tiny_dir: Path, options: dict[str, Any] | None
     for path in sorted(tiny_dir.glob("tiny-*")):
         if path.suffix in (".safetensors", ".yaml"):
             (models / path.name).symlink_to(path)
+    if (tiny_dir / "clip_vision").is_dir():  # Reimagine XL's tiny image encoder, where the WebUI keeps CLIP vision
+        (data_dir / "models" / "clip_vision").symlink_to(tiny_dir / "clip_vision", target_is_directory=True)
     extensions = data_dir / "extensions"
     extensions.mkdir(exist_ok=True)
     (extensions / "sd-webui-reimagine").symlink_to(PROJECT, target_is_directory=True)
