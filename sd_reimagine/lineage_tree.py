@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
@@ -134,11 +135,16 @@ class LineageScanner:
 
     def __init__(self, disk_cache: bool = True):
         self.disk_cache = disk_cache
+        self._lock = threading.Lock()
         self._memory: dict[str, dict[str, Entry]] = {}
         self._trees: dict[tuple[str, bool], tuple[Any, LineageTree]] = {}  # the last tree and the files it had
 
     def tree(self, folder: str | Path, recursive: bool = True) -> LineageTree:
         """The tree of `folder` now (files changed since the last scan are read again)."""
+        with self._lock:  # UI events run in threads: one scan at a time writes the caches
+            return self._scan(folder, recursive)
+
+    def _scan(self, folder: str | Path, recursive: bool) -> LineageTree:
         started = time.perf_counter()
         root = check_folder(folder)
         known = self._memory.get(str(root))

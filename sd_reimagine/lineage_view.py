@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,7 @@ class Thumbnails:
 
     def __init__(self, size: int = THUMB_SIZE):
         self.size = size
+        self._lock = threading.Lock()
         self._memory: OrderedDict[str, str] = OrderedDict()
         self.made = 0  # decoded from the image file (for the timings and tests)
 
@@ -75,6 +77,10 @@ class Thumbnails:
         """The node's thumbnail as a data URL; None for a missing reference or an unreadable file."""
         if node.path is None:
             return None
+        with self._lock:  # UI events run in threads
+            return self._url(node)
+
+    def _url(self, node: Node) -> str | None:
         if node.key in self._memory:
             self._memory.move_to_end(node.key)
             return self._memory[node.key]
