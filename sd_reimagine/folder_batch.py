@@ -84,6 +84,12 @@ class Pending:
     sha256: str
     runs: tuple[Run, ...]
 
+    def jobs(self, max_batch: int = 1, uneven: bool = True) -> int:
+        """Sampling batches this input takes, as `reimagine_plan.batched` splits its runs."""
+        from .reimagine_plan import batched
+
+        return sum(len(batched(range(run.count), max_batch, uneven)) for run in self.runs)
+
 
 @dataclass
 class FolderPlan:
@@ -98,10 +104,8 @@ class FolderPlan:
     tags: dict[str, list[SourceTag]] = field(default_factory=dict)
 
     def jobs(self, max_batch: int = 1, uneven: bool = True) -> int:
-        """Sampling batches over the whole folder (a host's progress total), as `reimagine_plan.batched` splits."""
-        from .reimagine_plan import batched
-
-        return sum(len(batched(range(r.count), max_batch, uneven)) for p in self.pending for r in p.runs)
+        """Sampling batches over the whole folder (a host's progress total)."""
+        return sum(pending.jobs(max_batch, uneven) for pending in self.pending)
 
 
 def check_folders(input_dir: Path | str, output_dir: Path | str, names: tuple[str, str] = ("input_dir", "output_dir")):

@@ -43,6 +43,7 @@ class BatchProgress:
     name: str
     step: int = 0
     steps: int = 0
+    jobs: int = 0  # sampling batches the whole folder takes, as known now (a failed input's are taken off)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class BatchHost:
     run: Callable[..., VariationResult]
     save: Callable[[GeneratedImage, Path, str, dict[str, str]], Path]
     max_batch: int = 1
+    uneven: bool = True  # False: the host samples equal batches only (the WebUI), see `reimagine_plan.batched`
 
 
 @dataclass
@@ -107,6 +109,7 @@ class _FolderRun:
         self.plan, self.values, self.host, self.progress, self.stop = plan, values, host, progress, stop
         self.key = job_key(values)
         self.numbers = count(next_number(plan.output_dir))
+        self.jobs = plan.jobs(host.max_batch, host.uneven)
         self.summary = BatchSummary(skipped=list(plan.skipped), failed=list(plan.failed), ignored=list(plan.ignored))
 
     def run(self) -> BatchSummary:
@@ -116,12 +119,13 @@ class _FolderRun:
             if summary.interrupted:
                 summary.not_done.append(pending.name)
                 continue
-            where = BatchProgress(position, len(self.plan.pending), pending.name)
+            where = BatchProgress(position, len(self.plan.pending), pending.name, jobs=self.jobs)
             self.report(where)
             try:
                 image, pending = self.load(pending)
             except ReimagineError as exc:
                 summary.failed.append((pending.name, str(exc)))
+                self.jobs -= pending.jobs(self.host.max_batch, self.host.uneven)
                 continue
             finished = self.run_input(pending, image, where)
             (summary.done if finished else summary.not_done).append(pending.name)
@@ -150,7 +154,7 @@ class _FolderRun:
         """Run one input's jobs and save their images; False when a stop cut it short."""
 
         def step(done: int, total: int) -> None:
-            self.report(BatchProgress(where.image, where.images, where.name, done, total))
+            self.report(BatchProgress(where.image, where.images, where.name, done, total, self.jobs))
 
         for run in pending.runs:
             if self.stop():

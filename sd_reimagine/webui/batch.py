@@ -51,6 +51,7 @@ def state_progress(where: BatchProgress) -> None:
 
     if where.step == 0:
         shared.state.textinfo = f"Reimagine batch: image {where.image} of {where.images} ({where.name})"
+        shared.state.job_count = max(1, where.jobs, shared.state.job_no)
 
 
 def interrupted() -> bool:
@@ -76,7 +77,7 @@ def run_folder_batch(
     plan = plan_folder(input_dir, output_dir, values, names)
     limit = settings.batch_limit()
     shared.state.job_count = max(1, plan.jobs(limit, uneven=False))
-    host = BatchHost(lambda references, job_values, *_: run(references, job_values), save_png, limit)
+    host = BatchHost(lambda references, job_values, *_: run(references, job_values), save_png, limit, uneven=False)
     summary = run_folder(plan, values, host, progress=state_progress, should_stop=interrupted)
     print(summary.line())
     return summary
