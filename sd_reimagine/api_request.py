@@ -16,6 +16,7 @@ from .mixing import MAX_REFERENCES, REFERENCE_WEIGHT, check_weights
 from .schema import ParamGroup
 
 IMAGE_FIELDS = ("image", "weight")
+REFINER_FIELD = "refiner"  # optional: the SDXL Refiner post-step run on the variations (hosts that support it)
 
 
 class RequestError(ReimagineError):
@@ -40,12 +41,27 @@ def images_json_schema() -> dict[str, Any]:
     return {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_REFERENCES, "title": title}
 
 
-def request_json_schema(group: ParamGroup) -> dict[str, Any]:
-    """The parameters' JSON schema plus `images` (required)."""
+def request_json_schema(group: ParamGroup, refiner_group: ParamGroup | None = None) -> dict[str, Any]:
+    """The parameters' JSON schema plus `images` (required) and, where the host runs it, the `refiner` post-step."""
     schema = group.json_schema()
     schema["properties"]["images"] = images_json_schema()
+    if refiner_group is not None:
+        refiner = refiner_group.json_schema()
+        refiner["title"] = "SDXL Refiner post-step after the variations (the txt2img post-step's fields)"
+        schema["properties"][REFINER_FIELD] = refiner
     schema["required"] = ["images"]
     return schema
+
+
+def split_refiner(body: Any) -> tuple[Any, Any]:
+    """(the body without `refiner`, the `refiner` object or None): the post-step is parsed by the host's group."""
+    if not isinstance(body, Mapping) or REFINER_FIELD not in body:
+        return body, None
+    rest = {key: value for key, value in body.items() if key != REFINER_FIELD}
+    block = body[REFINER_FIELD]
+    if not isinstance(block, Mapping):
+        raise RequestError([REFINER_FIELD], f"refiner={block!r} is not allowed: an object of post-step fields")
+    return rest, dict(block)
 
 
 def parse_variations_request(body: Any, group: ParamGroup) -> tuple[list[tuple[InputImage, float]], dict[str, Any]]:

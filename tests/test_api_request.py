@@ -158,3 +158,18 @@ def test_safetensors_problems_are_found_from_the_header(tmp_path):
     empty = tmp_path / "empty.safetensors"
     empty.write_bytes(b"")
     assert safetensors_problem(empty)
+
+
+def test_the_refiner_object_is_split_off_and_published_in_the_schema():
+    from sd_reimagine.api_request import split_refiner
+
+    body = {"images": [], "seed": 3, "refiner": {"enabled": True, "switch_at": 0.7}}
+    rest, block = split_refiner(body)
+    assert rest == {"images": [], "seed": 3} and block == {"enabled": True, "switch_at": 0.7}
+    assert split_refiner({"seed": 3}) == ({"seed": 3}, None)
+    with pytest.raises(RequestError) as error:
+        split_refiner({"refiner": [1, 2]})
+    assert error.value.loc == ["body", "refiner"] and "an object of post-step fields" in str(error.value)
+    schema = request_json_schema(REIMAGINE, REFINER)
+    assert schema["properties"]["refiner"]["properties"]["switch_at"]["maximum"] == REFINER["switch_at"].maximum
+    assert "refiner" not in request_json_schema(REIMAGINE)["properties"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
-from ..api_request import RequestError, parse_variations_request, request_json_schema
+from ..api_request import RequestError, parse_variations_request, request_json_schema, split_refiner
 from ..errors import ParamError, ReimagineError
 from ..images import png_bytes
 from ..lineage_tree import own_hash_chunks
@@ -25,18 +25,26 @@ class ApiHost:
     run_reimagine: Callable[..., Any]
     loaded_checkpoint: Callable[[], Any]
     name: str = ""  # reported by /version when set
+    # The post-step after a Reimagine job: (its JSON object) -> checked values, and its group; None: not on this host.
+    refiner_values: Callable[[dict], dict] | None = None
+    refiner_group: Callable[[], Any] | None = None
 
 
 def a1111_host() -> ApiHost:
+    from .refiner import script_values, webui_group
     from .reimagine import host_group, run_reimagine
     from .swap import loaded_checkpoint
 
-    return ApiHost(host_group, run_reimagine, loaded_checkpoint)
+    def refiner_values(block: dict) -> dict:
+        return script_values([block], strict=True)
+
+    return ApiHost(host_group, run_reimagine, loaded_checkpoint, "", refiner_values, webui_group)
 
 
 def request_schema(host: ApiHost | None = None) -> dict[str, Any]:
     """The Reimagine parameters' JSON schema plus `images`."""
-    return request_json_schema((host or a1111_host()).host_group())
+    host = host or a1111_host()
+    return request_json_schema(host.host_group(), host.refiner_group() if host.refiner_group else None)
 
 
 def unprocessable(loc: list[Any], message: str):
@@ -56,8 +64,8 @@ def error_location(exc: ReimagineError) -> list[Any]:
     return ["body"]
 
 
-def run_job(references: list[Any], values: dict[str, Any], run_reimagine: Callable[..., Any]):
-    """Run one job under the WebUI queue lock with progress visible in /sdapi/v1/progress."""
+def run_job(references: list[Any], values: dict[str, Any], run_reimagine: Callable[..., Any], **extra: Any):
+    """Run one job under the WebUI queue lock with progress visible in /sdapi/v1/progress (`extra`: the refiner)."""
     from modules import call_queue, progress, shared
 
     task_id = progress.create_task_id("reimagine")
@@ -66,11 +74,23 @@ def run_job(references: list[Any], values: dict[str, Any], run_reimagine: Callab
         shared.state.begin(job="reimagine")
         progress.start_task(task_id)
         try:
-            return run_reimagine(references, values, save=False, is_api=True)
+            return run_reimagine(references, values, save=False, is_api=True, **extra)
         finally:
             progress.finish_task(task_id)
             shared.state.end()
             shared.total_tqdm.clear()
+
+
+def parse_refiner(host: ApiHost, block: dict) -> dict[str, Any]:
+    """The `refiner` object checked by the host's post-step group; RequestError names the field."""
+    if host.refiner_values is None:
+        raise RequestError(["refiner"], "refiner is not allowed here: this host runs no post-step after Reimagine")
+    try:
+        return host.refiner_values(block)
+    except ParamError as exc:
+        raise RequestError(["refiner", exc.name], f"refiner.{exc}") from None
+    except ReimagineError as exc:
+        raise RequestError(["refiner"], f"refiner: {exc}") from None
 
 
 def encode_png(image, infotext: str) -> str:
@@ -107,12 +127,14 @@ def register(app, host: ApiHost | None = None) -> None:
 
     def variations(body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI's way to take the raw JSON
         try:
+            body, refiner_block = split_refiner(body)
             references, values = parse_variations_request(body, host.host_group())
+            extra = {"refiner": parse_refiner(host, refiner_block)} if refiner_block is not None else {}
         except RequestError as exc:
             raise unprocessable(exc.loc, str(exc)) from None
         try:
             values["model"] = values["model"] or default_model()
-            result = run_job(references, values, host.run_reimagine)
+            result = run_job(references, values, host.run_reimagine, **extra)
         except ReimagineError as exc:
             raise unprocessable(error_location(exc), str(exc)) from None
         return {

@@ -28,6 +28,7 @@ from ..reimagine_xl import XL_ENGINE, engine_for_kind
 from ..schema import DEFAULT_SAMPLER, REIMAGINE, ParamGroup
 from . import reimagine_xl, settings
 from .host import HostLists, live_lists
+from .reimagine_post_step import attach_post_step, image_seeds
 from .swap import SWAP_TIMES, checkpoint_kind, resolve_for_role, swapped_model
 
 CLIP_L_FILE = "ViT-L-14.pt"
@@ -224,12 +225,31 @@ def processing_for_engine(plan: ReimaginePlan, tower, title: str, save: bool, is
     return p
 
 
+def job_result(processed, plan: ReimaginePlan, timings: dict[str, float]) -> VariationResult:
+    """The job's images (refined ones, then any kept base images) with their seeds and infotexts."""
+    from modules import shared
+
+    count = len(processed.infotexts[: len(processed.images)])
+    seeds = image_seeds(count, list(processed.all_seeds[: len(plan.seeds)]))
+    images = [
+        GeneratedImage(image, seed, text)
+        for image, seed, text in zip(processed.images[:count], seeds, processed.infotexts[:count], strict=True)
+    ]
+    interrupted = bool(shared.state.interrupted) or len(images) < len(plan.seeds)
+    return VariationResult(images, plan.values, interrupted, {k: round(v, 4) for k, v in timings.items()})
+
+
 def run_reimagine(
-    references: Sequence[tuple[InputImage, float]], values: dict[str, Any], *, save: bool = True, is_api: bool = False
+    references: Sequence[tuple[InputImage, float]],
+    values: dict[str, Any],
+    *,
+    save: bool = True,
+    is_api: bool = False,
+    refiner: dict[str, Any] | None = None,
 ) -> VariationResult:
-    """One Reimagine job on the chosen unCLIP (or, Reimagine XL, SDXL base) checkpoint; the user's model is restored
-    afterwards."""
-    from modules import processing, shared
+    """One Reimagine job on the chosen unCLIP (or, Reimagine XL, SDXL base) checkpoint, optionally followed by the
+    SDXL Refiner post-step (`refiner`: its checked values); the user's model is restored afterwards."""
+    from modules import processing
 
     started = time.perf_counter()
     values = host_group().validate(values)
@@ -244,6 +264,7 @@ def run_reimagine(
     swaps_before = len(SWAP_TIMES)
     with swapped_model(info, field="model"):
         p = processing_for_engine(plan, tower, info.title, save, is_api)
+        attach_post_step(p, refiner)
         sampling = time.perf_counter()
         with closing(p):
             processed = processing.process_images(p)
@@ -251,12 +272,4 @@ def run_reimagine(
     timings = {"total_s": time.perf_counter() - started, "sampling_s": sampling}
     for record in SWAP_TIMES[swaps_before:]:
         timings[f"{record['action']}_s"] = timings.get(f"{record['action']}_s", 0.0) + record["seconds"]
-    count = len(processed.images)
-    images = [
-        GeneratedImage(image, seed, text)
-        for image, seed, text in zip(
-            processed.images, processed.all_seeds[:count], processed.infotexts[:count], strict=True
-        )
-    ]
-    interrupted = bool(shared.state.interrupted) or count < values["n"]
-    return VariationResult(images, plan.values, interrupted, {k: round(v, 4) for k, v in timings.items()})
+    return job_result(processed, plan, timings)

@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import ReimagineError
 from ..infotext import NOISE_LEVEL
 from ..ui import Controls, load_references, parameter_controls, reference_slots
+from . import refiner_ui
 from .reimagine import host_group, run_reimagine
 from .settings import outdir
 from .swap import reimagine_titles
@@ -56,20 +57,24 @@ def infotext_html(text: str) -> str:
     return "<p>" + "<br>\n".join(html.escape(line) for line in text.split("\n")) + "</p>"
 
 
-def make_generate(controls: Controls, run=None):
-    """The click handler: (task id, prompt, negative, model, *controls) -> gallery, info json, info html, log html.
+def make_generate(controls: Controls, run=None, refiner_count: int = 0):
+    """The click handler: (task id, prompt, negative, model, *controls, *refiner controls) -> gallery, info json,
+    info html, log html.
 
-    run: the job runner (default: this adapter's `run_reimagine`; the Forge adapter passes its own)."""
+    run: the job runner (default: this adapter's `run_reimagine`; the Forge adapter passes its own);
+    refiner_count: how many trailing arguments are the SDXL Refiner post-step's controls (0: none in this tab)."""
     run = run or run_reimagine
 
     def generate(id_task: str, prompt: str, negative_prompt: str, model: str | None, *args: Any):
         import gradio as gr
         from modules import shared
 
-        pairs, values = controls.split(args)
+        split = len(args) - refiner_count
+        pairs, values = controls.split(args[:split])
         values.update(prompt=prompt or "", negative_prompt=negative_prompt or "", model=model or "")
         try:
-            result = run(load_references(pairs), values, save=bool(shared.opts.samples_save))
+            extra = post_step_values(args[split:]) if refiner_count else {}
+            result = run(load_references(pairs), values, save=bool(shared.opts.samples_save), **extra)
         except ReimagineError as exc:
             gr.Warning(str(exc))
             return [], "", "", f"<div class='error'>{html.escape(str(exc))}</div>"
@@ -77,6 +82,14 @@ def make_generate(controls: Controls, run=None):
         return [g.image for g in result.images], generation_info(result), infotext_html(first), ""
 
     return generate
+
+
+def post_step_values(args) -> dict[str, Any]:
+    """{"refiner": checked post-step values} when the tab's post-step accordion is on, else {}."""
+    from .refiner import script_values
+
+    values = script_values(list(args))
+    return {"refiner": values} if values["enabled"] else {}
 
 
 def selected_infotext(info_json: str, index: int) -> tuple[int, str]:
@@ -106,13 +119,14 @@ def take_as_reference(gallery: list, info_json: str, index: int):
     return image
 
 
-def build_tab(run=None, group=None, titles_of=None):
+def build_tab(run=None, group=None, titles_of=None, post_step: bool | None = None):
     """The Blocks of the tab (for on_ui_tabs); `run` and `group` (job runner, parameter group) default to this
     adapter's, the Forge adapter passes its own."""
     import gradio as gr
     from modules import call_queue, infotext_utils, sd_models, ui_common, ui_toprow
 
     group = group or host_group()
+    post_step = run is None if post_step is None else post_step  # the post-step runs after this adapter's jobs
     titles_of = titles_of or reimagine_titles
     titles = titles_of()
     controls = Controls()
@@ -135,6 +149,8 @@ def build_tab(run=None, group=None, titles_of=None):
                     )
                 reference_slots(controls, TAB)
                 parameter_controls(controls, group, TAB, skip=PROMPT_PARAMS)
+                # The post-step after the variations (A1111): the txt2img accordion's controls, its own elem ids.
+                refiner_inputs = refiner_ui.build_ui("reimagine_tab_refiner", limit_note=False)[0] if post_step else []
                 batch = batch_section()
             with gr.Column(elem_id="reimagine_output_column"):
                 output = ui_common.create_output_panel(TAB, outdir())
@@ -143,9 +159,11 @@ def build_tab(run=None, group=None, titles_of=None):
         selected = gr.State(0)
 
         submit = dict(
-            fn=call_queue.wrap_gradio_gpu_call(make_generate(controls, run), extra_outputs=[None, "", ""]),
+            fn=call_queue.wrap_gradio_gpu_call(
+                make_generate(controls, run, len(refiner_inputs)), extra_outputs=[None, "", ""]
+            ),
             _js="submit_reimagine",
-            inputs=[task_id, toprow.prompt, toprow.negative_prompt, model, *controls.inputs()],
+            inputs=[task_id, toprow.prompt, toprow.negative_prompt, model, *controls.inputs(), *refiner_inputs],
             outputs=[output.gallery, output.generation_info, output.infotext, output.html_log],
             show_progress=False,
         )
