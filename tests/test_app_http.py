@@ -347,3 +347,10 @@ def test_stop_ends_a_refine_at_its_next_step_and_keeps_its_image(app, client, ti
     assert len(list((app[1] / "refined").glob("*.png"))) == 1  # and saved
     _, infotext = reimagine(client, tiny_models["tiny-unclip"], [image], seed=8)
     assert "Seed: 8" in infotext  # the model lock was freed
+
+
+def test_the_app_runs_reimagine_xl_on_an_sdxl_base(client, tiny_models, image):
+    encoder = str(tiny_models["tiny-clip-vision-g"])
+    _, infotext = reimagine(client, tiny_models["tiny-sdxl-base"], [image], image_encoder=encoder, noise_level=100)
+    assert "Model: tiny-sdxl-base" in infotext and "Reimagine image encoder: tiny-clip-vision-g" in infotext
+    assert reference_hashes(infotext) == [open_image(image).short_hash]
