@@ -123,30 +123,18 @@ def build_tab(run=None, group=None, titles_of=None, post_step: bool | None = Non
     """The Blocks of the tab (for on_ui_tabs); `run` and `group` (job runner, parameter group) default to this
     adapter's, the Forge adapter passes its own."""
     import gradio as gr
-    from modules import call_queue, infotext_utils, sd_models, ui_common, ui_toprow
+    from modules import call_queue, ui_common, ui_toprow
 
     group = group or host_group()
     post_step = run is None if post_step is None else post_step  # the post-step runs after this adapter's jobs
     titles_of = titles_of or reimagine_titles
-    titles = titles_of()
     controls = Controls()
     with gr.Blocks(analytics_enabled=False) as tab:
         toprow = ui_toprow.Toprow(is_img2img=False, id_part=TAB)
         task_id = gr.Textbox(visible=False, elem_id="reimagine_task_id")
         with gr.Row(elem_id="reimagine_main", equal_height=False):
             with gr.Column(elem_id="reimagine_settings"):
-                with gr.Row(elem_id="reimagine_model_row"):
-                    model = gr.Dropdown(
-                        choices=titles,
-                        value=default_model_choice(titles),
-                        label="unCLIP or SDXL checkpoint",
-                        elem_id="reimagine_model",
-                        info="unCLIP-H/L, or an SDXL base for Reimagine XL (told from their headers); loaded for "
-                        "the job, your model is restored afterwards.",
-                    )
-                    ui_common.create_refresh_button(
-                        model, sd_models.list_models, lambda: {"choices": titles_of()}, "reimagine_model_refresh"
-                    )
+                model = model_dropdown(titles_of)
                 reference_slots(controls, TAB)
                 parameter_controls(controls, group, TAB, skip=PROMPT_PARAMS)
                 # The post-step after the variations (A1111): the txt2img accordion's controls, its own elem ids.
@@ -170,21 +158,54 @@ def build_tab(run=None, group=None, titles_of=None, post_step: bool | None = Non
         toprow.prompt.submit(**submit)
         toprow.submit.click(**submit)
         wire_batch(batch, controls, task_id, toprow, model, output, run, group)
-
-        def on_select(info_json: str, evt: gr.SelectData):
-            return selected_infotext(info_json, evt.index if isinstance(evt.index, int) else evt.index[0])
-
-        output.gallery.select(
-            on_select, inputs=[output.generation_info], outputs=[selected, output.infotext], show_progress=False
-        )
-        reimagine_this.click(
-            take_as_reference, inputs=[output.gallery, output.generation_info, selected], outputs=[controls.images[0]]
-        )
-
-        fields = [(toprow.prompt, "Prompt"), (toprow.negative_prompt, "Negative prompt")]
-        fields += [(controls.params[name], key) for name, key in PASTE_KEYS.items() if name in controls.params]
-        infotext_utils.add_paste_fields(TAB, controls.images[0], fields)
-        infotext_utils.register_paste_params_button(
-            infotext_utils.ParamBinding(paste_button=toprow.paste, tabname=TAB, source_text_component=toprow.prompt)
-        )
+        wire_selection(output, reimagine_this, selected, controls)
+        register_paste(toprow, controls)
     return tab
+
+
+def model_dropdown(titles_of):
+    """The checkpoint dropdown (unCLIP, then SDXL bases) with the WebUI's refresh button."""
+    import gradio as gr
+    from modules import sd_models, ui_common
+
+    titles = titles_of()
+    with gr.Row(elem_id="reimagine_model_row"):
+        model = gr.Dropdown(
+            choices=titles,
+            value=default_model_choice(titles),
+            label="unCLIP or SDXL checkpoint",
+            elem_id="reimagine_model",
+            info="unCLIP-H/L, or an SDXL base for Reimagine XL (told from their headers); loaded for "
+            "the job, your model is restored afterwards.",
+        )
+        ui_common.create_refresh_button(
+            model, sd_models.list_models, lambda: {"choices": titles_of()}, "reimagine_model_refresh"
+        )
+    return model
+
+
+def wire_selection(output, reimagine_this, selected, controls: Controls) -> None:
+    """Selecting a gallery image shows its infotext; "Reimagine this" makes it reference 1."""
+    import gradio as gr
+
+    def on_select(info_json: str, evt: gr.SelectData):
+        return selected_infotext(info_json, evt.index if isinstance(evt.index, int) else evt.index[0])
+
+    output.gallery.select(
+        on_select, inputs=[output.generation_info], outputs=[selected, output.infotext], show_progress=False
+    )
+    reimagine_this.click(
+        take_as_reference, inputs=[output.gallery, output.generation_info, selected], outputs=[controls.images[0]]
+    )
+
+
+def register_paste(toprow, controls: Controls) -> None:
+    """Paste-back of infotext into the tab's prompt row and controls (the WebUI's paste button and send-to)."""
+    from modules import infotext_utils
+
+    fields = [(toprow.prompt, "Prompt"), (toprow.negative_prompt, "Negative prompt")]
+    fields += [(controls.params[name], key) for name, key in PASTE_KEYS.items() if name in controls.params]
+    infotext_utils.add_paste_fields(TAB, controls.images[0], fields)
+    infotext_utils.register_paste_params_button(
+        infotext_utils.ParamBinding(paste_button=toprow.paste, tabname=TAB, source_text_component=toprow.prompt)
+    )
