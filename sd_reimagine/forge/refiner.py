@@ -8,7 +8,8 @@ sampling the plan's sigmas, decoding with the refiner's VAE, kept base images). 
   `forge_objects_original`); the user's checkpoint and modules are put back in `finally` (success, error, interrupt,
   skip) and Forge reloads the user's model where it needs it next (the next batch or job), as its own refiner does;
 - the switch sigma comes from the Forge predictor's sigma table;
-- every batch is refined in its own refiner load (A1111's one-residency mode is not used on Forge);
+- one refiner residency per job as on A1111 (`webui.refiner_batches`, the same plan and setting): with batch count
+  N > 1 the base stays loaded for every batch, then one Forge swap refines them all (`forge_residency`);
 - Forge's built-in refiner, when also on, is switched off for the job by the plan (`Post-refiner note`).
 """
 
@@ -16,14 +17,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from ..errors import ReimagineError
 from ..refiner_plan import NOTE_KEY, plan_refiner
 from ..schedule import sigma_at_timestep
 from ..webui import refiner as a1111
+from ..webui import settings
 from ..webui.host import live_lists
+from ..webui.refiner_batches import defer_batch
 from ..webui.refiner_job import JOB_ATTR, Handoff, RefinerJob, _FailedSamples, job_error, webui_facts
 from ..webui.refiner_step import prepare_batch, record_plan, refine_batch
 from ..webui.swap import checkpoint_kind
@@ -33,7 +38,8 @@ log = logging.getLogger("sd_reimagine")
 CUT_ATTR = "reimagine_refiner_cut"
 script_values = a1111.script_values
 pasted_values = a1111.pasted_values
-postprocess = a1111.postprocess
+postprocess = a1111.postprocess  # kept base images, and batches an interrupt left waiting
+postprocess_batch_list = a1111.postprocess_batch_list  # one residency: waiting batches shown with the last
 
 
 def forge_facts(p, values, info, base_model=None, pixels_reason: str = ""):
@@ -41,7 +47,8 @@ def forge_facts(p, values, info, base_model=None, pixels_reason: str = ""):
     is_sdxl = None if base_model is None else bool(getattr(base_model, "is_sdxl", False))
     kind = checkpoint_kind(info.filename)
     continuing = live_lists().continuing_samplers
-    return webui_facts(p, values, kind, continuing, is_sdxl, pixels_reason, one_residency_allowed=False)
+    allowed = settings.refiner_one_residency()
+    return webui_facts(p, values, kind, continuing, is_sdxl, pixels_reason, one_residency_allowed=allowed)
 
 
 def before_process(p, args: Sequence[Any]) -> None:
@@ -77,10 +84,17 @@ def post_sample(p, ps) -> None:
     job: RefinerJob | None = getattr(p, JOB_ATTR, None)
     if job is None:
         return
-    if shared.state.interrupted or shared.state.skipped:
-        p.extra_generation_params[NOTE_KEY] = "skipped: the job was interrupted"
-        return
+    stopped = bool(shared.state.interrupted or shared.state.skipped)
     try:
+        if p.iteration == 0:
+            job.one_residency = forge_plan(p, job).one_residency
+        if job.one_residency:
+            residency = partial(forge_residency, p=p)
+            ps.samples = defer_batch(p, job, ps.samples, stopped, prepare=prepare_forge_batch, residency=residency)
+            return
+        if stopped:
+            p.extra_generation_params[NOTE_KEY] = "skipped: the job was interrupted"
+            return
         ps.samples = run_post_step(p, job, ps.samples)
     except ReimagineError as error:
         log.warning("Reimagine post-refiner stopped the job: %s", error)
@@ -90,23 +104,47 @@ def post_sample(p, ps) -> None:
         ps.samples = _FailedSamples(error)
 
 
-def run_post_step(p, job: RefinerJob, samples):
-    """Base output -> refined pixels: base facts and images while the base is loaded, then the refiner pass."""
+def forge_plan(p, job: RefinerJob):
+    """The job's plan with Forge's facts as the first base batch has run (residency, note)."""
+    return plan_refiner(job.values, forge_facts(p, job.values, job.info, p.sd_model), job.plan.refiner)
+
+
+def prepare_forge_batch(p, job: RefinerJob, samples, keep_pixels: bool = False):
+    """`prepare_batch` while the base is loaded, with Forge's sampling set up for the handoff's x0 estimate."""
     from backend.sampling.sampling_function import sampling_cleanup, sampling_prepare
 
     base_unet = p.sd_model.forge_objects.unet
     if job.mode == "handoff" and job.handoff.latents is not None:
         sampling_prepare(base_unet, x=job.handoff.latents)  # the base's x0 estimate at the switch takes one call
     try:
-        batch = prepare_batch(p, job, samples)
+        batch = prepare_batch(p, job, samples, keep_pixels=keep_pixels)
     finally:
         if job.mode == "handoff" and job.handoff.latents is not None:
             sampling_cleanup(base_unet)
-    job.plan = replace(job.plan, **_forge_plan_fields(p, job))
-    release_base(p, job)
+    planned = forge_plan(p, job)
+    job.plan = replace(job.plan, one_residency=job.one_residency, note=planned.note)
+    if keep_pixels:
+        batch.handoff.sampler = None  # a waiting batch must not keep the base (through its sampler) in memory
+    return batch
+
+
+@contextmanager
+def forge_residency(job: RefinerJob, p=None):
+    """The refiner loaded by Forge's swap, with no base LoRA; the user's checkpoint is Forge's next load.
+
+    p: the job, whose references to the base are dropped first so that Forge frees it (one model resident)."""
+    if p is not None:
+        release_base(p, job)
     with swapped_checkpoint(job.info, field="refiner") as refiner_model:
         refiner_model.forge_objects = refiner_model.forge_objects_original.shallow_copy()  # no base LoRA
         job.plan = replace(job.plan, refiner=job.info.short_title)
+        yield refiner_model
+
+
+def run_post_step(p, job: RefinerJob, samples):
+    """Base output -> refined pixels: base facts and images while the base is loaded, then the refiner pass."""
+    batch = prepare_forge_batch(p, job, samples)
+    with forge_residency(job, p) as refiner_model:
         result = refine_batch(p, job, batch, refiner_model)
     record_plan(p, job)
     if job.plan.keep_base and batch.pixels is not None:
@@ -120,10 +158,3 @@ def release_base(p, job: RefinerJob) -> None:
     refiner: one model resident, as Forge plans its memory (the sampler is not used after sampling)."""
     job.handoff.sampler = None
     p.sampler = None
-
-
-def _forge_plan_fields(p, job: RefinerJob) -> dict[str, Any]:
-    """prepare_batch re-planned with the A1111 adapter's facts; Forge's facts decide residency and the note."""
-    facts = forge_facts(p, job.values, job.info, p.sd_model)
-    planned = plan_refiner(job.values, facts, job.plan.refiner)
-    return {"one_residency": False, "note": planned.note}

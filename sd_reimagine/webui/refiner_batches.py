@@ -23,27 +23,30 @@ log = logging.getLogger("sd_reimagine")
 UNREFINED_NOTE = "refiner not run on some images: the job was interrupted or skipped (their base image is kept)"
 
 
-def defer_batch(p, job: RefinerJob, samples, skipped: bool):
-    """Keep this batch's base output; the last batch refines every batch in one refiner load."""
+def defer_batch(p, job: RefinerJob, samples, skipped: bool, prepare=prepare_batch, residency=swapped_model_guard):
+    """Keep this batch's base output; the last batch refines every batch in one refiner load.
+
+    prepare(p, job, samples, keep_pixels=True) -> BaseBatch and residency(job) -> context manager yielding the loaded
+    refiner: the host's (A1111's by default; Forge passes its own swap)."""
     from modules import processing
 
-    batch = prepare_batch(p, job, samples, keep_pixels=True)
+    batch = prepare(p, job, samples, keep_pixels=True)
     batch.refine = not skipped
     job.deferred.append(batch)
     if p.iteration < p.n_iter - 1:
         return processing.DecodedSamples(list(batch.pixels))  # shown as nothing: postprocess_batch_list empties it
-    results = refine_deferred(p, job)
+    results = refine_deferred(p, job, residency)
     return processing.DecodedSamples(results[-len(batch.seeds) :])
 
 
-def refine_deferred(p, job: RefinerJob) -> list:
+def refine_deferred(p, job: RefinerJob, residency=swapped_model_guard) -> list:
     """Refine the kept batches in one residency; returns every image of the job (refined, or its base image)."""
     from modules import shared
 
     batches, job.deferred = job.deferred, []
     results, refined = [], []
     if any(batch.refine for batch in batches) and not stopped():
-        with swapped_model_guard(job) as refiner_model:
+        with residency(job) as refiner_model:
             job.plan = replace(job.plan, refiner=job.info.short_title)
             for number, batch in enumerate(batches, 1):
                 images = None
