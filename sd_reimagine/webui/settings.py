@@ -51,10 +51,12 @@ def on_ui_settings() -> None:
             section=SECTION,
         ),
     )
-    shared.opts.add_option(
-        OUTDIR,
-        shared.OptionInfo("", "Output folder for Reimagine images (empty: outputs/reimagine-images)", section=SECTION),
-    )
+    label = "Output folder for Reimagine images (empty: outputs/reimagine-images)"
+    shared.opts.add_option(OUTDIR, shared.OptionInfo("", label, component_args=shared.hide_dirs, section=SECTION))
+    # Like the WebUI's own output folders, unsettable under --hide-ui-dir-config (the Lineage view scans it).
+    restricted = getattr(shared.opts, "restricted_opts", None)
+    if isinstance(restricted, set):
+        restricted.add(OUTDIR)
     # Not settable through the API (restrict_api), as the WebUI does for its own URL options: the folder is the
     # server owner's grant, and hidden with --hide-ui-dir-config like the WebUI's own folder options.
     shared.opts.add_option(

@@ -104,6 +104,7 @@ class WebUI:
     process: subprocess.Popen | None = None
     startup_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)  # command-line flags beyond OFFLINE_FLAGS
 
     @property
     def url(self) -> str:
@@ -143,7 +144,7 @@ class WebUI:
 
     def start(self) -> None:
         command = [str(self.python), "launch.py", *OFFLINE_FLAGS, "--data-dir", str(self.data_dir)]
-        command += ["--port", str(self.port)]
+        command += ["--port", str(self.port), *self.flags]
         started = time.perf_counter()
         log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed with the process)
         self.process = subprocess.Popen(

@@ -15,8 +15,11 @@ from sd_reimagine.images import open_image
 from sd_reimagine.infotext import Lineage, parse_infotext
 from sd_reimagine.lineage_tree import HASH_CHUNK, LineageScanner
 from sd_reimagine.png_text import read_png_text
+from sd_reimagine.testing.lineage_folder import noise_picture, write_node
+from sd_reimagine.webui.settings import OUTDIR
 
-from ..browser import CHROMIUM, CHROMIUM_ARGS
+from ..browser import CHROMIUM, CHROMIUM_ARGS, free_port
+from .conftest import WebUI, make_data_dir, webui_root
 from .test_reimagine_webui import noise_png, variations
 
 
@@ -117,3 +120,42 @@ def test_tab_saves_hashes_and_the_lineage_accordion_picks_reference_1(page, savi
     page.wait_for_selector(f"[data-reimagine-node='{second_hash}']", timeout=30_000)
     tree = LineageScanner(disk_cache=False).tree(saving)
     assert tree.children[first_hash] == [second_hash]
+
+
+@pytest.fixture(scope="module")
+def hidden_dirs_webui(tmp_path_factory, webui_tiny_models):
+    """A WebUI started with --hide-ui-dir-config whose Reimagine output folder holds a parent and its variation."""
+    folder = tmp_path_factory.mktemp("hidden-out")
+    parent = write_node(folder / "00000-1.png", noise_picture(40, 64), [("0123456789", 1.0, None)], seed=1)
+    write_node(folder / "00001-2.png", noise_picture(41, 64), [(parent.digest[:10], 1.0, 1)], seed=2)
+    data_dir = make_data_dir(tmp_path_factory.mktemp("webui-hidden"), webui_tiny_models, {OUTDIR: str(folder)})
+    server = WebUI(webui_root(), data_dir, webui_tiny_models, free_port(), data_dir / "webui.log")
+    server.flags = ["--hide-ui-dir-config"]
+    server.start()
+    try:
+        yield server, folder, parent
+    finally:
+        server.stop()
+
+
+@pytest.mark.browser
+def test_with_hidden_folders_the_lineage_view_scans_the_output_folder_only(hidden_dirs_webui, tmp_path):
+    server, folder, parent = hidden_dirs_webui
+    server.post("/sdapi/v1/options", json={OUTDIR: str(tmp_path)})
+    assert server.options()[OUTDIR] == str(folder)  # restricted, like the WebUI's own output folders
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if CHROMIUM is None:
+        pytest.skip("Debian chromium is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(server.url)
+        page.wait_for_selector("#reimagine_lineage", state="attached", timeout=120_000)
+        page.click("#tabs > .tab-nav > button:text-is('Reimagine')")
+        page.click("#reimagine_lineage > .label-wrap")
+        box = page.locator("#reimagine_lineage_folder textarea, #reimagine_lineage_folder input").first
+        assert box.is_disabled() and box.input_value() == str(folder)
+        page.click("#reimagine_lineage_refresh")
+        page.wait_for_selector(f"[data-reimagine-node='{parent.digest}']", timeout=30_000)
+        assert page.locator("#reimagine_lineage_view [data-reimagine-node]").count() == 2
+        browser.close()
