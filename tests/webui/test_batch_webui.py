@@ -20,7 +20,7 @@ from sd_reimagine.infotext import Lineage, parse_infotext, write_infotext
 from sd_reimagine.lineage_tree import HASH_CHUNK
 from sd_reimagine.webui.settings import BATCH_API_DIR
 
-from ..browser import free_port
+from ..browser import CHROMIUM, CHROMIUM_ARGS, free_port
 from ..conftest import noise_image
 from .conftest import WebUI, make_data_dir, webui_root
 
@@ -183,3 +183,34 @@ def test_paths_outside_the_allowed_folder_and_bad_values_are_refused(batch_webui
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["loc"] == ["body", field]
     assert not (allowed / "out3").exists() and not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.browser
+def test_generate_batch_in_the_tab(batch_webui, tmp_path):
+    """The tab's Batch section runs a folder with the tab's own controls and shows the summary and the outputs."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if CHROMIUM is None:
+        pytest.skip("Debian chromium is not installed")
+    source, out = input_folder(tmp_path / "tab-in", count=2, extras=False), tmp_path / "tab-out"
+    (source / "bad.webp").write_bytes(b"RIFF0000WEBPVP8 broken")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(batch_webui.url)
+        page.wait_for_selector("#reimagine_batch", state="attached", timeout=120_000)
+        page.click("#tabs > .tab-nav > button:text-is('Reimagine')")
+        for elem_id, value in [("reimagine_width", 64), ("reimagine_height", 64), ("reimagine_steps", 2)]:
+            box = page.locator(f"#{elem_id} input[type=number]")
+            box.fill(str(value))
+            box.press("Enter")
+        page.click("#reimagine_batch > .label-wrap")
+        page.fill("#reimagine_batch_input_dir textarea, #reimagine_batch_input_dir input", str(source))
+        page.fill("#reimagine_batch_output_dir textarea, #reimagine_batch_output_dir input", str(out))
+        page.click("#reimagine_batch_generate")
+        log = page.locator("#html_log_reimagine").first
+        log.filter(has_text="Reimagine batch:").wait_for(timeout=300_000)
+        text = log.inner_text()
+        assert "2 done, 0 skipped (already done), 1 failed" in text and "failed: bad.webp:" in text, text
+        assert page.locator("#reimagine_gallery img").count() >= 2
+        browser.close()
+    assert sorted(t["input"] for t, _, _ in tags(out)) == ["0.png", "1.png"]
