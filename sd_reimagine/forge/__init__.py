@@ -6,6 +6,7 @@ adapter reuses the A1111 adapter's host-neutral parts and replaces what Forge do
   own hires fix and refiner), the user's checkpoint and additional modules put back in `finally`;
 - `reimagine.py`: Forge has no unCLIP, so Reimagine runs the project's diffusers path (`standalone.unclip`) in
   Forge's process, with Forge's memory manager told and Forge's state driving progress, interrupt and skip;
+- `reimagine_xl.py`: Reimagine XL (an SDXL base) on Forge's own SDXL engine, samplers and processing;
 - `refiner.py`: the SDXL Refiner post-step hooks with the Forge swap;
 - `api.py`, `tab.py`: the same routes and tab as on A1111.
 """

@@ -10,6 +10,7 @@ conditioning, infotext and lineage as everywhere else. Around it:
 - the checkpoint is read with the original `torch.load` / `safetensors` loaders, not Forge's wrappers (which rename
   a file they fail on to `<name>.corrupted`), after a header check; the user's checkpoint is never touched.
 unCLIP-L is refused here: its image tower is OpenAI CLIP (quick-GELU), which the single-file loader does not build.
+An SDXL base checkpoint is a Reimagine XL job, run on Forge's own SDXL engine and samplers (`forge.reimagine_xl`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from ..checkpoints import UNCLIP_L
 from ..errors import ParamError
 from ..images import InputImage
 from ..reimagine_plan import GeneratedImage, ReimagineFacts, VariationResult, plan_reimagine
+from ..reimagine_xl import XL_ENGINE, engine_for_kind
 from ..schema import REIMAGINE, ParamGroup
 from ..webui import settings
 from ..webui.reimagine import MODEL_TOOLTIP
 from ..webui.swap import checkpoint_kind, resolve_for_role
+from .reimagine_xl import run_reimagine_xl
 
 SD21_TOKENIZER = ("huggingface", "stabilityai", "stable-diffusion-2-1", "tokenizer")
 
@@ -40,17 +43,19 @@ def host_group() -> ParamGroup:
     return REIMAGINE.replace(model)
 
 
-def check_unclip_checkpoint(model: str):
-    """The CheckpointInfo of an unCLIP-H checkpoint this path can load (errors name the `model` field)."""
-    info = resolve_for_role(model, "model", "unclip")
-    if checkpoint_kind(info.filename) == UNCLIP_L:
+def check_reimagine_checkpoint(model: str):
+    """The CheckpointInfo of an unCLIP-H checkpoint this path can load, or of an SDXL base (Reimagine XL), and its
+    engine (errors name the `model` field)."""
+    info = resolve_for_role(model, "model", "reimagine")
+    kind = checkpoint_kind(info.filename)
+    if kind == UNCLIP_L:
         raise ParamError(
             "model",
             info.title,
             "an unCLIP-H checkpoint (on Forge, Reimagine runs unCLIP on diffusers, whose single-file loader builds "
             "the OpenCLIP ViT-H image tower; unCLIP-L's OpenAI CLIP tower is not supported there yet)",
         )
-    return info
+    return info, engine_for_kind(kind)
 
 
 def tokenizer_folder(checkpoint: str) -> str | None:
@@ -165,12 +170,15 @@ def save_images(images: Sequence[GeneratedImage], prompt: str) -> None:
 def run_reimagine(
     references: Sequence[tuple[InputImage, float]], values: dict[str, Any], *, save: bool = True, is_api: bool = False
 ) -> VariationResult:
-    """One Reimagine job: the core plan run batch by batch on the diffusers unCLIP path."""
+    """One Reimagine job: the core plan run batch by batch on the diffusers unCLIP path, or, for an SDXL base,
+    Reimagine XL on Forge's own SDXL engine (`forge.reimagine_xl`)."""
     from modules import shared
 
     started = time.perf_counter()
     values = host_group().validate(values)
-    info = check_unclip_checkpoint(values["model"] or settings.default_model())
+    info, engine = check_reimagine_checkpoint(values["model"] or settings.default_model())
+    if engine == XL_ENGINE:
+        return run_reimagine_xl(info, host_group(), references, values, save=save, is_api=is_api)
     plan = plan_reimagine(values, references, ReimagineFacts(info.title, settings.batch_limit()), host_group())
     progress, should_stop = state_callbacks()
     shared.state.job_count = len(plan.batches)

@@ -32,9 +32,9 @@ def run_on_main_thread(
 
 def build_tab():
     """The Blocks of the tab (for on_ui_tabs)."""
-    from ..webui.swap import unclip_titles
+    from ..webui.swap import reimagine_titles
     from ..webui.tab import build_tab as build_webui_tab
     from .reimagine import host_group
 
-    # Reimagine XL runs on A1111 only for now: Forge lists unCLIP checkpoints alone.
-    return build_webui_tab(run=run_on_main_thread, group=host_group(), titles_of=unclip_titles)
+    # unCLIP checkpoints, then SDXL bases (Reimagine XL on Forge's own SDXL engine)
+    return build_webui_tab(run=run_on_main_thread, group=host_group(), titles_of=reimagine_titles, post_step=False)

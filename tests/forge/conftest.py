@@ -21,6 +21,9 @@ from typing import Any
 
 import pytest
 
+from sd_reimagine.reimagine_xl import POOLED_DIM
+from sd_reimagine.testing.tiny_clip_vision import write_into_clip_vision_folder
+
 from ..browser import free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -71,12 +74,15 @@ def build_models(root: Path, out: Path) -> Path:
 
 
 def make_data_dir(data_dir: Path, models: Path) -> Path:
-    """A throw-away --data-dir: the checkpoints (and unCLIP's tokenizer) linked in, this project as an extension."""
+    """A throw-away --data-dir: the checkpoints (and unCLIP's tokenizer) linked in, the tiny bigG-size image encoder
+    in models/clip_vision, this project as an extension."""
     target = data_dir / "models" / "Stable-diffusion"
     target.mkdir(parents=True)
     for path in sorted(models.iterdir()):
         if path.suffix == ".safetensors" or path.name.endswith("_tokenizer"):
             (target / path.name).symlink_to(path)
+    # Reimagine XL's image encoder: a tiny tower whose projection has real SDXL's pooled size (1280)
+    write_into_clip_vision_folder(data_dir / "models", projection_dim=POOLED_DIM)
     (data_dir / "extensions").mkdir()
     (data_dir / "extensions" / "sd-webui-reimagine").symlink_to(PROJECT, target_is_directory=True)
     (data_dir / "config.json").write_text(json.dumps(OPTIONS, indent=1), encoding="utf-8")

@@ -63,7 +63,7 @@ def test_routes_answer_as_on_a1111(forge):
     [
         ({"noise_level": 5000}, ["body", "noise_level"]),
         ({"model": "no-such-model"}, ["body", "model"]),
-        ({"model": BASE}, ["body", "model"]),  # an SDXL checkpoint is not an unCLIP one
+        ({"model": REFINER}, ["body", "model"]),  # an SDXL refiner is neither unCLIP nor an SDXL base
         ({"steps": "many"}, ["body", "steps"]),
     ],
 )
