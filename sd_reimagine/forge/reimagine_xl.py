@@ -20,24 +20,15 @@ from collections.abc import Sequence
 from contextlib import closing
 from typing import Any
 
-from ..clip_vision import VisionTower, find_image_encoder, load_vision_tower
+from ..clip_vision import VisionTower
 from ..errors import ParamError
 from ..images import InputImage
-from ..reimagine_plan import GeneratedImage, ReimagineFacts, VariationResult, plan_reimagine
+from ..reimagine_plan import ReimagineFacts, VariationResult, plan_reimagine
 from ..reimagine_xl import XL_ENGINE, check_embedding_size
 from ..schema import ParamGroup
 from ..webui import settings
 from ..webui.swap import SWAP_TIMES
 from .swap import swapped_checkpoint
-
-_towers: dict[str, VisionTower] = {}  # one loaded tower, kept between jobs (the bigG tower is large)
-
-
-def clip_vision_folder() -> str:
-    """Forge's `models/clip_vision` folder (under --data-dir when given)."""
-    from modules import paths
-
-    return os.path.join(paths.models_path, "clip_vision")
 
 
 def tower_device_and_dtype():
@@ -50,13 +41,10 @@ def tower_device_and_dtype():
 
 
 def vision_tower(spec: str) -> VisionTower:
-    """The image encoder `spec` names (empty: clip_vision_g.safetensors, else the Hub id), loaded once."""
-    source = find_image_encoder(spec, [clip_vision_folder()])
-    if source not in _towers:
-        _towers.clear()
-        device, dtype = tower_device_and_dtype()
-        _towers[source] = load_vision_tower(source, [clip_vision_folder()], dtype=dtype, device=device)
-    return _towers[source]
+    """The A1111 adapter's tower cache (Forge's models/clip_vision) on Forge's device and dtype."""
+    from ..webui.reimagine_xl import vision_tower as cached_tower
+
+    return cached_tower(spec, *tower_device_and_dtype())
 
 
 def pooled_size(sd_model) -> int | None:
@@ -95,10 +83,10 @@ def run_reimagine_xl(
 ) -> VariationResult:
     """One Reimagine XL job (values validated) on the SDXL base `info`: Forge's processing with the image embedding
     in each image's pooled conditioning; the user's checkpoint and modules are put back afterwards."""
-    from modules import processing, shared
+    from modules import processing
 
     from ..webui import reimagine_xl as a1111_xl
-    from ..webui.reimagine import make_processing
+    from ..webui.reimagine import job_result, job_timings, make_processing
 
     started = time.perf_counter()
     tower = vision_tower(values["image_encoder"])  # before any swap: a missing encoder leaves the user's model alone
@@ -115,11 +103,4 @@ def run_reimagine_xl(
         with closing(p):
             processed = processing.process_images(p)
         sampling = time.perf_counter() - sampling
-    timings = {"total_s": time.perf_counter() - started, "sampling_s": sampling}
-    for record in SWAP_TIMES[swaps_before:]:
-        timings[f"{record['action']}_s"] = timings.get(f"{record['action']}_s", 0.0) + record["seconds"]
-    count = len(processed.images)
-    seeds, texts = processed.all_seeds[:count], processed.infotexts[:count]
-    images = [GeneratedImage(*row) for row in zip(processed.images, seeds, texts, strict=True)]
-    interrupted = bool(shared.state.interrupted) or count < values["n"]
-    return VariationResult(images, plan.values, interrupted, {k: round(v, 4) for k, v in timings.items()})
+    return job_result(processed, plan, job_timings(started, sampling, swaps_before))

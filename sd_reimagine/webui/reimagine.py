@@ -269,7 +269,12 @@ def run_reimagine(
         with closing(p):
             processed = processing.process_images(p)
         sampling = time.perf_counter() - sampling
-    timings = {"total_s": time.perf_counter() - started, "sampling_s": sampling}
+    return job_result(processed, plan, job_timings(started, sampling, swaps_before))
+
+
+def job_timings(started: float, sampling_s: float, swaps_before: int) -> dict[str, float]:
+    """total_s, sampling_s and the seconds of each swap action (swap_s, restore_s) since `swaps_before`."""
+    timings = {"total_s": time.perf_counter() - started, "sampling_s": sampling_s}
     for record in SWAP_TIMES[swaps_before:]:
         timings[f"{record['action']}_s"] = timings.get(f"{record['action']}_s", 0.0) + record["seconds"]
-    return job_result(processed, plan, timings)
+    return timings

@@ -24,14 +24,17 @@ def clip_vision_folder() -> str:
     return os.path.join(paths.models_path, "clip_vision")
 
 
-def vision_tower(spec: str) -> VisionTower:
-    """The image encoder `spec` names (empty: clip_vision_g.safetensors, else the Hub id), loaded once."""
-    from modules import devices, shared
-
+def vision_tower(spec: str, device=None, dtype=None) -> VisionTower:
+    """The image encoder `spec` names (empty: clip_vision_g.safetensors, else the Hub id), loaded once, on the
+    host's device and dtype (default: the WebUI's `shared.device` and `devices.dtype`)."""
     source = find_image_encoder(spec, [clip_vision_folder()])
     if source not in _towers:
+        if device is None or dtype is None:
+            from modules import devices, shared
+
+            device, dtype = shared.device, devices.dtype
         _towers.clear()
-        _towers[source] = load_vision_tower(source, [clip_vision_folder()], dtype=devices.dtype, device=shared.device)
+        _towers[source] = load_vision_tower(source, [clip_vision_folder()], dtype=dtype, device=device)
     return _towers[source]
 
 
