@@ -68,7 +68,7 @@ def test_pydantic_model_validates_ranges():
 def test_cli_flags_are_the_schema():
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices["variations"]
-    dests = {a.dest for a in sub._actions} - {"help", "references", "out", "dtype"}  # host options, not job values
+    dests = {a.dest for a in sub._actions} - {"help", "references", "image_dir", "out", "dtype"}  # host options
     assert dests == set(REIMAGINE.names)
     help_text = sub.format_help()
     for param in REIMAGINE:
