@@ -8,7 +8,10 @@ from ..webui.api import register as register_routes
 
 def register(app) -> None:
     """Add the routes to Forge's FastAPI app (from on_app_started)."""
+    from ..webui.api import refiner_request_values
+    from ..webui.refiner import webui_group
     from .reimagine import host_group, run_reimagine
     from .swap import loaded_checkpoint
 
-    register_routes(app, ApiHost(host_group, run_reimagine, loaded_checkpoint, name="forge"))
+    host = ApiHost(host_group, run_reimagine, loaded_checkpoint, "forge", refiner_request_values, webui_group)
+    register_routes(app, host)

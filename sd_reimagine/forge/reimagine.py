@@ -168,17 +168,26 @@ def save_images(images: Sequence[GeneratedImage], prompt: str) -> None:
 
 
 def run_reimagine(
-    references: Sequence[tuple[InputImage, float]], values: dict[str, Any], *, save: bool = True, is_api: bool = False
+    references: Sequence[tuple[InputImage, float]],
+    values: dict[str, Any],
+    *,
+    save: bool = True,
+    is_api: bool = False,
+    refiner: dict[str, Any] | None = None,
 ) -> VariationResult:
     """One Reimagine job: the core plan run batch by batch on the diffusers unCLIP path, or, for an SDXL base,
-    Reimagine XL on Forge's own SDXL engine (`forge.reimagine_xl`)."""
+    Reimagine XL on Forge's own SDXL engine (`forge.reimagine_xl`), optionally followed by the post-step."""
     from modules import shared
 
     started = time.perf_counter()
     values = host_group().validate(values)
     info, engine = check_reimagine_checkpoint(values["model"] or settings.default_model())
     if engine == XL_ENGINE:
-        return run_reimagine_xl(info, host_group(), references, values, save=save, is_api=is_api)
+        return run_reimagine_xl(info, host_group(), references, values, save=save, is_api=is_api, refiner=refiner)
+    if refiner and refiner.get("enabled"):
+        # Forge's unCLIP jobs run on diffusers, outside Forge's processing where the post-step script runs.
+        wanted = "off for unCLIP jobs on Forge (the post-step runs after Reimagine XL jobs: choose an SDXL base)"
+        raise ParamError("refiner", "enabled", wanted)
     plan = plan_reimagine(values, references, ReimagineFacts(info.title, settings.batch_limit()), host_group())
     progress, should_stop = state_callbacks()
     shared.state.job_count = len(plan.batches)

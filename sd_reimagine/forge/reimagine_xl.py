@@ -80,6 +80,7 @@ def run_reimagine_xl(
     *,
     save: bool,
     is_api: bool,
+    refiner: dict[str, Any] | None = None,
 ) -> VariationResult:
     """One Reimagine XL job (values validated) on the SDXL base `info`: Forge's processing with the image embedding
     in each image's pooled conditioning; the user's checkpoint and modules are put back afterwards."""
@@ -87,6 +88,7 @@ def run_reimagine_xl(
 
     from ..webui import reimagine_xl as a1111_xl
     from ..webui.reimagine import job_result, job_timings, make_processing
+    from ..webui.reimagine_post_step import attach_post_step
 
     started = time.perf_counter()
     tower = vision_tower(values["image_encoder"])  # before any swap: a missing encoder leaves the user's model alone
@@ -99,6 +101,7 @@ def run_reimagine_xl(
         check_loaded_sdxl(model, info.title, tower)
         p = make_processing(plan, save, is_api, a1111_xl.processing_classes())
         p.reimagine_xl = a1111_xl.XlConditioning(plan, tower)
+        attach_post_step(p, refiner)  # the txt2img post-step script, on Forge's swap (forge.refiner)
         sampling = time.perf_counter()
         with closing(p):
             processed = processing.process_images(p)

@@ -11,16 +11,17 @@ from ..reimagine_plan import VariationResult
 
 
 def run_on_main_thread(
-    references: Sequence[tuple[InputImage, float]], values: dict[str, Any], *, save: bool = True
+    references: Sequence[tuple[InputImage, float]], values: dict[str, Any], *, save: bool = True, **extra: Any
 ) -> VariationResult:
-    """`forge.reimagine.run_reimagine` on `modules_forge.main_thread`; its error is raised here."""
+    """`forge.reimagine.run_reimagine` on `modules_forge.main_thread` (`extra`: the post-step); its error is raised
+    here."""
     from modules_forge import main_thread
 
     from .reimagine import run_reimagine
 
     def capture():
         try:
-            return run_reimagine(references, values, save=save), None
+            return run_reimagine(references, values, save=save, **extra), None
         except Exception as error:  # handed back to the caller's thread, not printed by the worker
             return None, error
 
@@ -37,4 +38,4 @@ def build_tab():
     from .reimagine import host_group
 
     # unCLIP checkpoints, then SDXL bases (Reimagine XL on Forge's own SDXL engine)
-    return build_webui_tab(run=run_on_main_thread, group=host_group(), titles_of=reimagine_titles, post_step=False)
+    return build_webui_tab(run=run_on_main_thread, group=host_group(), titles_of=reimagine_titles, post_step=True)

@@ -31,14 +31,18 @@ class ApiHost:
 
 
 def a1111_host() -> ApiHost:
-    from .refiner import script_values, webui_group
+    from .refiner import webui_group
     from .reimagine import host_group, run_reimagine
     from .swap import loaded_checkpoint
 
-    def refiner_values(block: dict) -> dict:
-        return script_values([block], strict=True)
+    return ApiHost(host_group, run_reimagine, loaded_checkpoint, "", refiner_request_values, webui_group)
 
-    return ApiHost(host_group, run_reimagine, loaded_checkpoint, "", refiner_values, webui_group)
+
+def refiner_request_values(block: dict) -> dict[str, Any]:
+    """The post-step values of a request's `refiner` object, typed strictly as the txt2img API's dict form."""
+    from .refiner import script_values
+
+    return script_values([block], strict=True)
 
 
 def request_schema(host: ApiHost | None = None) -> dict[str, Any]:

@@ -60,3 +60,19 @@ def test_a_missing_image_encoder_is_a_422_before_any_swap(forge):
     assert "image_encoder" in detail and "clip_vision_g.safetensors" in detail and "clip_vision" in detail
     assert forge.get("/reimagine/v1/swaps").json()["last"] == before
     assert forge.options()["sd_model_checkpoint"] == BASE
+
+
+def test_the_post_step_runs_after_an_xl_job_keeping_the_variation_as_base(forge):
+    from .conftest import REFINER
+
+    plain = xl_job(forge, seed=31)
+    post = {"enabled": True, "refiner": REFINER, "refiner_mode": "refine", "refine_strength": 0.5}
+    refined = xl_job(forge, seed=31, refiner={**post, "refiner_steps": 2, "keep_base": True})
+    assert refined["seeds"] == [31, 31] and len(refined["images"]) == 2
+    final, base = (parse_infotext(text)[2] for text in refined["info"])
+    assert final["Post-refiner mode"] == "refine" and final["Reimagine image encoder"] == "clip_vision_g"
+    assert base.get("Post-refiner output") == "base"
+    assert np.abs(pixels(refined["images"][1]) - pixels(plain["images"][0])).max() <= 1  # the kept base
+    assert forge.options()["sd_model_checkpoint"] == BASE
+    unclip = variations(forge, refiner=post)  # Forge's unCLIP jobs run on diffusers: refused, naming refiner
+    assert unclip.status_code == 422 and "refiner" in unclip.text, unclip.text
