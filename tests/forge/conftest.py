@@ -23,6 +23,7 @@ import pytest
 
 from sd_reimagine.reimagine_xl import POOLED_DIM
 from sd_reimagine.testing.tiny_clip_vision import write_into_clip_vision_folder
+from sd_reimagine.webui.settings import BATCH_API_DIR
 
 from ..browser import free_port
 
@@ -85,7 +86,10 @@ def make_data_dir(data_dir: Path, models: Path) -> Path:
     write_into_clip_vision_folder(data_dir / "models", projection_dim=POOLED_DIM)
     (data_dir / "extensions").mkdir()
     (data_dir / "extensions" / "sd-webui-reimagine").symlink_to(PROJECT, target_is_directory=True)
-    (data_dir / "config.json").write_text(json.dumps(OPTIONS, indent=1), encoding="utf-8")
+    # The folder the batch API may read from and write to (a setting the API itself cannot change).
+    options = {**OPTIONS, BATCH_API_DIR: str((data_dir / "batch").resolve())}
+    (data_dir / "batch").mkdir()
+    (data_dir / "config.json").write_text(json.dumps(options, indent=1), encoding="utf-8")
     return data_dir
 
 

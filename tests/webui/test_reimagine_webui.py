@@ -163,7 +163,7 @@ def test_n_images_have_consecutive_seeds_and_match_single_jobs(warm):
         ({"images": [{"image": "%%% not base64"}]}, "images"),
         ({"sampler": "No such sampler"}, "sampler"),
         ({"model": "no-such-model"}, "model"),
-        ({"model": "tiny-sdxl-base"}, "model"),
+        ({"model": "tiny-sdxl-refiner"}, "model"),  # an SDXL base is Reimagine XL (test_reimagine_xl_webui.py)
         ({"colour": "blue"}, "colour"),
     ],
 )
