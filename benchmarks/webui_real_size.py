@@ -4,11 +4,14 @@
 [--limit 1] [--jobs ours:1:on,builtin:1:on,ours:4:off,ours:4:on,builtin:2:on] [--reps 1]`.
 MODELS_DIR holds `big-sdxl-base` and `big-sdxl-refiner` (SDXL-shaped
 UNets, float16, ~3 GB each: `python -m sd_reimagine make-tiny-models --webui --scale 10 MODELS_DIR` with the WebUI's
-Python). Each job spec is `method:batch_count:one_residency`: ours (the post-step, handoff at 0.8, one refiner
+Python and its `repositories/stable-diffusion-stability-ai` and `repositories/generative-models` on PYTHONPATH).
+Each job spec is `method:batch_count:one_residency`: ours (the post-step, handoff at 0.8, one refiner
 residency on or off) or the WebUI's built-in refiner (switch at 0.8); they run in turn after a warm-up round, each
-followed by a 1-step job on the user's model. Each row: wall time, the WebUI process's CPU time and the checkpoint
-loads its log shows, medians over the repetitions. The built-in refiner at batch count 4 is left out by default: at
-limit 1 on 3 GB checkpoints its memory grows past 16 GiB (OOM-killed on a 24 GiB machine).
+followed by a 1-step job on the user's model. Each row: wall time, the WebUI process's CPU time, the checkpoint
+loads and reuses its log shows, and the job's sampled peak RSS and anonymous RSS, medians over the repetitions; the
+WebUI log is copied beside `--out`. Past `--kill-above-gib` of anonymous memory the WebUI is killed, the row says
+so and the run ends. The built-in refiner at batch count 4 is left out by default: at limit 1 on 3 GB checkpoints
+its memory grows past 16 GiB (OOM-killed on a 24 GiB machine); at limit 2 it runs in 12.4 GiB.
 """
 
 from __future__ import annotations
@@ -16,25 +19,19 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.process_memory import PeakSampler, process_cpu_s
 from tests.webui.conftest import WebUI, free_port, make_data_dir, webui_root
 
 BASE, REFINER = "big-sdxl-base", "big-sdxl-refiner"
 LOADED = re.compile(r"(?:Weights|Model) loaded in [0-9.]+s")
 REUSED = re.compile(r"Using already loaded model")
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (and its threads), from /proc."""
-    import os
-
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def common(count: int) -> dict[str, Any]:
@@ -63,23 +60,34 @@ USER_JOB = {"prompt": "", "steps": 1, "width": 64, "height": 64, "seed": 1, "sav
 METHODS = {"ours": ours, "builtin": builtin}
 
 
-def timed(webui: WebUI, body: dict[str, Any]) -> dict[str, float]:
+def timed(webui: WebUI, body: dict[str, Any], ceiling_gib: float | None = None) -> dict[str, float]:
     """One job, then a 1-step job on the user's model: the built-in refiner leaves the refiner loaded and pays the
-    base reload in the next job, so both are charged their way back to the user's model."""
+    base reload in the next job, so both are charged their way back to the user's model. Peak memory is sampled;
+    past `ceiling_gib` of anonymous memory the WebUI is killed and the row says so."""
     log_start, cpu = len(webui.log_text()), process_cpu_s(webui.process.pid)
     started = time.perf_counter()
-    for payload in (body, USER_JOB):
-        response = webui.post("/sdapi/v1/txt2img", json=payload, timeout=3600)
-        if response.status_code != 200:
-            raise RuntimeError(f"txt2img answered {response.status_code}: {response.text[:2000]}")
+    with PeakSampler(webui.process.pid, ceiling_gib) as peak:
+        try:
+            for payload in (body, USER_JOB):
+                response = webui.post("/sdapi/v1/txt2img", json=payload, timeout=3600)
+                if response.status_code != 200:
+                    raise RuntimeError(f"txt2img answered {response.status_code}: {response.text[:2000]}")
+        except Exception:
+            if not peak.killed:
+                raise
     wall = time.perf_counter() - started
+    memory = {"peak_rss_gib": peak.rss_gib, "peak_anon_gib": peak.anon_gib}
+    if peak.killed:
+        return {"killed_after_s": wall, **memory}
     log = webui.log_text()[log_start:]
     cpu = process_cpu_s(webui.process.pid) - cpu
-    return {"wall_s": wall, "cpu_s": cpu, "loads": len(LOADED.findall(log)), "reused": len(REUSED.findall(log))}
+    counts = {"loads": len(LOADED.findall(log)), "reused": len(REUSED.findall(log))}
+    return {"wall_s": wall, "cpu_s": cpu, **counts, **memory}
 
 
-def bench(webui: WebUI, limit: int, jobs: list[str], reps: int) -> list[dict[str, Any]]:
-    """Each job spec `method:batch_count:one_residency(on|off)`, in turn, `reps` times after a warm-up round."""
+def bench(webui: WebUI, limit: int, jobs: list[str], reps: int, ceiling_gib: float | None) -> list[dict[str, Any]]:
+    """Each job spec `method:batch_count:one_residency(on|off)`, in turn, `reps` times after a warm-up round; a job
+    killed at the memory ceiling ends the run (the WebUI is gone) with what was measured so far."""
     options = {"sd_checkpoints_limit": limit, "sd_model_checkpoint": f"{BASE}.safetensors"}  # the user's model
     assert webui.post("/sdapi/v1/options", json=options, timeout=3600).status_code == 200
     runs: dict[str, list] = {spec: [] for spec in jobs}
@@ -87,9 +95,17 @@ def bench(webui: WebUI, limit: int, jobs: list[str], reps: int) -> list[dict[str
         for spec in jobs:
             name, count, setting = spec.split(":")
             webui.post("/sdapi/v1/options", json={"reimagine_refiner_one_residency": setting == "on"})
-            result = timed(webui, METHODS[name](int(count)))
-            if round_number:  # round 0 is the warm-up
+            result = timed(webui, METHODS[name](int(count)), ceiling_gib)
+            print(json.dumps({"round": round_number, "job": spec, **result}), flush=True)
+            if round_number or "killed_after_s" in result:  # round 0 is the warm-up
                 runs[spec].append(result)
+            if "killed_after_s" in result:
+                return summarize(limit, {k: v for k, v in runs.items() if v})
+    return summarize(limit, runs)
+
+
+def summarize(limit: int, runs: dict[str, list]) -> list[dict[str, Any]]:
+    """One row per job spec: medians over its repetitions."""
     rows = []
     for spec, measured in runs.items():
         row = {"limit": limit, "job": spec, **{k: statistics.median(r[k] for r in measured) for k in measured[0]}}
@@ -104,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=1)
     parser.add_argument("--jobs", default="ours:1:on,builtin:1:on,ours:4:off,ours:4:on,builtin:2:on")
     parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument("--kill-above-gib", type=float, default=18.0, help="anonymous memory ceiling for the WebUI")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/webui-real-size.json"))
     args = parser.parse_args(argv)
     root = webui_root()
@@ -117,10 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         webui = WebUI(root, data_dir, args.models, free_port(), data_dir / "webui.log")
         webui.start()
         try:
-            rows = bench(webui, args.limit, args.jobs.split(","), args.reps)
+            rows = bench(webui, args.limit, args.jobs.split(","), args.reps, args.kill_above_gib)
         finally:
             webui.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(webui.log_path, args.out.with_suffix(".log"))  # the loads counted, for a second look
     args.out.write_text(json.dumps(rows, indent=2))
     print(f"wrote {args.out}")
     return 0
