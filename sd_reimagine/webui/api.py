@@ -70,15 +70,20 @@ def error_location(exc: ReimagineError) -> list[Any]:
 
 def run_job(references: list[Any], values: dict[str, Any], run_reimagine: Callable[..., Any], **extra: Any):
     """Run one job under the WebUI queue lock with progress visible in /sdapi/v1/progress (`extra`: the refiner)."""
+    return run_queued(lambda: run_reimagine(references, values, save=False, is_api=True, **extra), "reimagine")
+
+
+def run_queued(job: Callable[[], Any], name: str) -> Any:
+    """`job()` under the WebUI queue lock as one task of /sdapi/v1/progress named `name` (API routes)."""
     from modules import call_queue, progress, shared
 
     task_id = progress.create_task_id("reimagine")
     progress.add_task_to_queue(task_id)
     with call_queue.queue_lock:
-        shared.state.begin(job="reimagine")
+        shared.state.begin(job=name)
         progress.start_task(task_id)
         try:
-            return run_reimagine(references, values, save=False, is_api=True, **extra)
+            return job()
         finally:
             progress.finish_task(task_id)
             shared.state.end()

@@ -85,19 +85,9 @@ def run_folder_batch(
 
 def run_locked(job: Callable[[], BatchSummary]) -> BatchSummary:
     """Run a batch for the API under the WebUI queue lock, visible in /sdapi/v1/progress."""
-    from modules import call_queue, progress, shared
+    from .api import run_queued
 
-    task_id = progress.create_task_id("reimagine")
-    progress.add_task_to_queue(task_id)
-    with call_queue.queue_lock:
-        shared.state.begin(job="reimagine-batch")
-        progress.start_task(task_id)
-        try:
-            return job()
-        finally:
-            progress.finish_task(task_id)
-            shared.state.end()
-            shared.total_tqdm.clear()
+    return run_queued(job, "reimagine-batch")
 
 
 def register_route(app, host) -> None:

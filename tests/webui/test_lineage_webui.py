@@ -67,13 +67,19 @@ def page(webui):
     if CHROMIUM is None:
         pytest.skip("Debian chromium is not installed")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(webui.url)
-        page.wait_for_selector("#reimagine_lineage", state="attached", timeout=120_000)
-        page.click("#tabs > .tab-nav > button:text-is('Reimagine')")
+        browser, page = open_reimagine_tab(playwright, webui.url)
         yield page
         browser.close()
+
+
+def open_reimagine_tab(playwright, url: str):
+    """(browser, page) of the WebUI at `url` with the Reimagine tab open."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(url)
+    page.wait_for_selector("#reimagine_lineage", state="attached", timeout=120_000)
+    page.click("#tabs > .tab-nav > button:text-is('Reimagine')")
+    return browser, page
 
 
 def generate_and_wait(page, folder: Path, count: int) -> Path:
@@ -147,11 +153,7 @@ def test_with_hidden_folders_the_lineage_view_scans_the_output_folder_only(hidde
     if CHROMIUM is None:
         pytest.skip("Debian chromium is not installed")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(server.url)
-        page.wait_for_selector("#reimagine_lineage", state="attached", timeout=120_000)
-        page.click("#tabs > .tab-nav > button:text-is('Reimagine')")
+        browser, page = open_reimagine_tab(playwright, server.url)
         page.click("#reimagine_lineage > .label-wrap")
         box = page.locator("#reimagine_lineage_folder textarea, #reimagine_lineage_folder input").first
         assert box.is_disabled() and box.input_value() == str(folder)
