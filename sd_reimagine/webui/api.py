@@ -108,13 +108,20 @@ def encode_png(image, infotext: str) -> str:
 
 
 def register(app, host: ApiHost | None = None) -> None:
-    """Add the routes to the WebUI's FastAPI app (from on_app_started); `host`: the adapter (default A1111)."""
+    """Add the routes to the WebUI's FastAPI app (from on_app_started); `host`: the adapter (default A1111).
+
+    Every route carries the host's own `--api-auth` check, and none is added where the host serves no API.
+    """
     from fastapi import Body
 
     from . import batch
+    from .api_access import webui_guarded_app
     from .settings import default_model
     from .swap import list_checkpoints_by_kind, swap_times_after
 
+    app = webui_guarded_app(app)
+    if app is None:
+        return
     host = host or a1111_host()
 
     def version() -> dict[str, Any]:

@@ -104,6 +104,8 @@ class Forge:
     process: subprocess.Popen | None = None
     startup_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)  # command-line flags beyond FLAGS
+    auth: tuple[str, str] | None = None  # the --api-auth credentials its HTTP helpers send
 
     @property
     def url(self) -> str:
@@ -113,12 +115,14 @@ class Forge:
         import requests
 
         kwargs.setdefault("timeout", 900)
+        kwargs.setdefault("auth", self.auth)
         return requests.get(self.url + path, **kwargs)
 
     def post(self, path: str, json: Any = None, **kwargs):
         import requests
 
         kwargs.setdefault("timeout", 900)
+        kwargs.setdefault("auth", self.auth)
         return requests.post(self.url + path, json=json, **kwargs)
 
     def log_text(self) -> str:
@@ -131,7 +135,7 @@ class Forge:
 
     def start(self) -> None:
         python = os.environ.get(ENV_PYTHON) or str(self.root / "venv" / "bin" / "python")
-        command = [python, "launch.py", *FLAGS, "--data-dir", str(self.data_dir), "--port", str(self.port)]
+        command = [python, "launch.py", *FLAGS, *self.flags, "--data-dir", str(self.data_dir), "--port", str(self.port)]
         # Forge lets Gradio serve files only from --data-dir: its own javascript/ (and this project, linked in as the
         # extension) must be allowed too, or the page has no ui.js and no button works
         command += ["--gradio-allowed-path", str(self.root), "--gradio-allowed-path", str(PROJECT)]
@@ -152,7 +156,7 @@ class Forge:
 
     def _answers(self) -> bool:
         try:
-            return self.get("/reimagine/v1/version", timeout=5).status_code == 200
+            return self.get("/reimagine/v1/version", timeout=5).status_code in (200, 401)  # 401: behind --api-auth
         except Exception:
             return False
 

@@ -105,6 +105,7 @@ class WebUI:
     startup_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)  # command-line flags beyond OFFLINE_FLAGS
+    auth: tuple[str, str] | None = None  # the --api-auth credentials its HTTP helpers send
 
     @property
     def url(self) -> str:
@@ -122,12 +123,14 @@ class WebUI:
         import requests
 
         kwargs.setdefault("timeout", 300)
+        kwargs.setdefault("auth", self.auth)
         return requests.get(self.url + path, **kwargs)
 
     def post(self, path: str, json: Any = None, **kwargs):
         import requests
 
         kwargs.setdefault("timeout", 300)
+        kwargs.setdefault("auth", self.auth)
         return requests.post(self.url + path, json=json, **kwargs)
 
     def log_text(self) -> str:
@@ -163,7 +166,7 @@ class WebUI:
 
     def _answers(self) -> bool:
         try:
-            return self.get("/reimagine/v1/version", timeout=5).status_code == 200
+            return self.get("/reimagine/v1/version", timeout=5).status_code in (200, 401)  # 401: behind --api-auth
         except Exception:
             return False
 
