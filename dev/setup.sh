@@ -8,4 +8,4 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     || echo "chromium could not be installed: the browser tests will be skipped" >&2
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[standalone,test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -c dev/constraints.txt -e ".[standalone,test]"

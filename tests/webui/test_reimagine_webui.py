@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sd_reimagine import __version__
 from sd_reimagine.infotext import Lineage, group_values, parse_infotext
 from sd_reimagine.schema import REIMAGINE
 
@@ -109,7 +110,7 @@ def warm(webui):
 
 def test_version_schema_models(webui):
     version = webui.get("/reimagine/v1/version").json()
-    assert version["name"] == "sd-webui-reimagine" and version["version"]
+    assert version["name"] == "sd-webui-reimagine" and version["version"] == __version__
     schema = webui.get("/reimagine/v1/schema").json()
     assert set(FIELDS) <= set(schema["properties"]) and "images" in schema["properties"]
     assert schema["properties"]["noise_level"]["maximum"] == 999
