@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.process_memory import PeakSampler, process_cpu_s
+from benchmarks.webui_real_size import RESIDENCY_SPECS
+from sd_reimagine.webui.settings import REFINER_RESIDENCY
 from tests.forge.conftest import BASE, REFINER, Forge, build_models, forge_root, free_port, make_data_dir
 
 LOADED = re.compile(r"Model loaded in [0-9.]+s")
@@ -75,7 +77,7 @@ def bench(server: Forge, jobs: list[str], reps: int, ceiling_gib: float) -> list
     for _ in range(reps):
         for spec in jobs:
             name, count, *setting = spec.split(":")
-            residency = {"reimagine_refiner_one_residency": setting == ["on"]}
+            residency = {REFINER_RESIDENCY: RESIDENCY_SPECS[setting[0] if setting else "off"]}
             server.post("/sdapi/v1/options", json=residency)
             result = timed(server, (ours if name == "ours" else forge)(int(count)), ceiling_gib)
             print(json.dumps({"job": spec, **result}), flush=True)

@@ -5,13 +5,13 @@
 MODELS_DIR holds `big-sdxl-base` and `big-sdxl-refiner` (SDXL-shaped
 UNets, float16, ~3 GB each: `python -m sd_reimagine make-tiny-models --webui --scale 10 MODELS_DIR` with the WebUI's
 Python and its `repositories/stable-diffusion-stability-ai` and `repositories/generative-models` on PYTHONPATH).
-Each job spec is `method:batch_count:one_residency`: ours (the post-step, handoff at 0.8, one refiner
-residency on or off) or the WebUI's built-in refiner (switch at 0.8); they run in turn after a warm-up round, each
-followed by a 1-step job on the user's model. Each row: wall time, the WebUI process's CPU time, the checkpoint
-loads and reuses its log shows, and the job's sampled peak RSS and anonymous RSS, medians over the repetitions; the
-WebUI log is copied beside `--out`. Past `--kill-above-gib` of anonymous memory the WebUI is killed, the row says
-so and the run ends. The built-in refiner at batch count 4 is left out by default: at limit 1 on 3 GB checkpoints
-its memory grows past 16 GiB (OOM-killed on a 24 GiB machine); at limit 2 it runs in 12.4 GiB.
+Each job spec is `method:batch_count:residency`: ours (the post-step, handoff at 0.8, one refiner residency `on`,
+batch by batch `off`, or the plan's choice `auto`) or the WebUI's built-in refiner (switch at 0.8); they run in turn
+after a warm-up round, each followed by a 1-step job on the user's model. Each row: wall time, the WebUI process's
+CPU time, the checkpoint loads and reuses its log shows, and the job's sampled peak RSS and anonymous RSS, medians
+over the repetitions; the WebUI log is copied beside `--out`. Past `--kill-above-gib` of anonymous memory the WebUI
+is killed, the row says so and the run ends. The built-in refiner at batch count 4 is left out by default: at limit
+1 on 3 GB checkpoints its memory grows past 16 GiB (OOM-killed on a 24 GiB machine); at limit 2 it runs in 12.4 GiB.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.process_memory import PeakSampler, process_cpu_s
+from sd_reimagine.refiner_plan import RESIDENCY_AUTO, RESIDENCY_BATCH, RESIDENCY_ONE
+from sd_reimagine.webui.settings import REFINER_RESIDENCY
 from tests.webui.conftest import WebUI, free_port, make_data_dir, webui_root
 
 BASE, REFINER = "big-sdxl-base", "big-sdxl-refiner"
+RESIDENCY_SPECS = {"on": RESIDENCY_ONE, "off": RESIDENCY_BATCH, "auto": RESIDENCY_AUTO}
 LOADED = re.compile(r"(?:Weights|Model) loaded in [0-9.]+s")
 REUSED = re.compile(r"Using already loaded model")
 
@@ -86,7 +89,7 @@ def timed(webui: WebUI, body: dict[str, Any], ceiling_gib: float | None = None) 
 
 
 def bench(webui: WebUI, limit: int, jobs: list[str], reps: int, ceiling_gib: float | None) -> list[dict[str, Any]]:
-    """Each job spec `method:batch_count:one_residency(on|off)`, in turn, `reps` times after a warm-up round; a job
+    """Each job spec `method:batch_count:residency(on|off|auto)`, in turn, `reps` times after a warm-up round; a job
     killed at the memory ceiling ends the run (the WebUI is gone) with what was measured so far."""
     options = {"sd_checkpoints_limit": limit, "sd_model_checkpoint": f"{BASE}.safetensors"}  # the user's model
     assert webui.post("/sdapi/v1/options", json=options, timeout=3600).status_code == 200
@@ -94,7 +97,7 @@ def bench(webui: WebUI, limit: int, jobs: list[str], reps: int, ceiling_gib: flo
     for round_number in range(reps + 1):
         for spec in jobs:
             name, count, setting = spec.split(":")
-            webui.post("/sdapi/v1/options", json={"reimagine_refiner_one_residency": setting == "on"})
+            webui.post("/sdapi/v1/options", json={REFINER_RESIDENCY: RESIDENCY_SPECS[setting]})
             result = timed(webui, METHODS[name](int(count)), ceiling_gib)
             print(json.dumps({"round": round_number, "job": spec, **result}), flush=True)
             if round_number or "killed_after_s" in result:  # round 0 is the warm-up

@@ -16,7 +16,10 @@ Rules (one place each):
 - refiner prompt, negative prompt, sampler and schedule type left empty take the base's.
 - residency: where base and refiner take turns in memory (the WebUI) and a job has several batches, the refiner
   refines every batch after the last base batch, in one load (one refiner load and one base reload per job, the
-  same images); a job that cannot wait (the host says why) loads the refiner for every batch and says so.
+  same images), when a swap would load a checkpoint (A1111 at `sd_checkpoints_limit` 1, Forge always); where both
+  models stay resident, a swap is cheap and the batches are refined one by one (keeping them waiting costs more than
+  it saves). The user's setting forces either; a job that cannot wait (the host says why) loads the refiner for
+  every batch and says so.
 - infotext: the keys of the job's mode only (handoff: switch point and the steps each model ran; refine: strength,
   schedule steps and the steps run); pasting it back gives the job's values.
 """
@@ -50,6 +53,10 @@ MODE_KEYS = {  # infotext keys that only one mode writes
     "refine": ("refine_strength", "refiner_steps"),
 }
 LEVEL_TOLERANCE = 1e-5  # float32 sigmas vs float64 ones of the same timestep
+RESIDENCY_AUTO = "Automatic"  # one refiner load per job where a swap loads a checkpoint, else batch by batch
+RESIDENCY_ONE = "One refiner load per job"
+RESIDENCY_BATCH = "Batch by batch"
+RESIDENCY_CHOICES = (RESIDENCY_AUTO, RESIDENCY_ONE, RESIDENCY_BATCH)
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,8 @@ class BaseFacts:
     batch_count: int = 1  # batches the job makes one after another (the WebUI's batch count)
     swaps_models: bool = False  # base and refiner take turns in memory (the WebUI), not both resident
     cannot_defer: str = ""  # why this job cannot refine all batches at the end ("": it can)
-    defer_allowed: bool = True  # the user's setting: off loads the refiner for every batch, as before (no note)
+    swap_loads: bool = True  # a swap to the refiner would load a checkpoint (the two models do not both stay resident)
+    residency: str = RESIDENCY_AUTO  # the user's setting (RESIDENCY_CHOICES): Automatic decides from swap_loads
 
 
 @dataclass(frozen=True)
@@ -196,14 +204,21 @@ def plan_refiner(values: Mapping[str, Any], facts: BaseFacts, refiner_name: str)
         steps_run=refine_steps_run(values) if values["refiner_mode"] == "refine" else 0,
         note=job_note(facts),
         builtin_off=bool(facts.builtin_refiner),
-        one_residency=facts.swaps_models and facts.batch_count > 1 and facts.defer_allowed and not facts.cannot_defer,
+        one_residency=wants_one_residency(facts) and not facts.cannot_defer,
     )
+
+
+def wants_one_residency(facts: BaseFacts) -> bool:
+    """Whether the job's batches should wait for one refiner load: forced by the setting, else where a swap loads."""
+    if not facts.swaps_models or facts.batch_count < 2 or facts.residency == RESIDENCY_BATCH:
+        return False
+    return facts.residency == RESIDENCY_ONE or facts.swap_loads
 
 
 def job_note(facts: BaseFacts) -> str:
     """`Post-refiner note`: the built-in refiner switched off, batches refined one by one (and why)."""
     notes = [BUILTIN_OFF.format(name=facts.builtin_refiner)] if facts.builtin_refiner else []
-    if facts.swaps_models and facts.batch_count > 1 and facts.defer_allowed and facts.cannot_defer:
+    if wants_one_residency(facts) and facts.cannot_defer:
         notes.append(BATCH_BY_BATCH.format(reason=facts.cannot_defer))
     return "; ".join(notes)
 

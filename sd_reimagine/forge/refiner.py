@@ -8,8 +8,9 @@ sampling the plan's sigmas, decoding with the refiner's VAE, kept base images). 
   `forge_objects_original`); the user's checkpoint and modules are put back in `finally` (success, error, interrupt,
   skip) and Forge reloads the user's model where it needs it next (the next batch or job), as its own refiner does;
 - the switch sigma comes from the Forge predictor's sigma table;
-- one refiner residency per job as on A1111 (`webui.refiner_batches`, the same plan and setting): with batch count
-  N > 1 the base stays loaded for every batch, then one Forge swap refines them all (`forge_residency`);
+- one refiner residency per job as on A1111 (`webui.refiner_batches`, the same plan and setting): Forge keeps one
+  model resident, so every swap loads and the plan chooses one residency: with batch count N > 1 the base stays
+  loaded for every batch, then one Forge swap refines them all (`forge_residency`);
 - Forge's built-in refiner, when also on, is switched off for the job by the plan (`Post-refiner note`).
 """
 
@@ -43,12 +44,13 @@ postprocess_batch_list = a1111.postprocess_batch_list  # one residency: waiting 
 
 
 def forge_facts(p, values, info, base_model=None, pixels_reason: str = ""):
-    """The job's facts as Forge reports them: k-diffusion samplers continue a schedule; batches refined one by one."""
+    """The job's facts as Forge reports them: k-diffusion samplers continue a schedule; one model resident, so every
+    swap to the refiner loads it."""
     is_sdxl = None if base_model is None else bool(getattr(base_model, "is_sdxl", False))
     kind = checkpoint_kind(info.filename)
     continuing = live_lists().continuing_samplers
-    allowed = settings.refiner_one_residency()
-    return webui_facts(p, values, kind, continuing, is_sdxl, pixels_reason, one_residency_allowed=allowed)
+    residency = settings.refiner_residency()
+    return webui_facts(p, values, kind, continuing, is_sdxl, pixels_reason, residency=residency, swap_loads=True)
 
 
 def before_process(p, args: Sequence[Any]) -> None:

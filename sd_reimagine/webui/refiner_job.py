@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import ReimagineError
-from ..refiner_plan import PIXELS, BaseFacts, HandoffSplit, RefinerPlan
+from ..refiner_plan import PIXELS, RESIDENCY_AUTO, BaseFacts, HandoffSplit, RefinerPlan
 from ..schema import refiner_or_base
 from . import swap
 
@@ -121,13 +121,15 @@ def webui_facts(
     continuing_samplers: Collection[str],
     base_is_sdxl: bool | None = None,
     pixels_reason: str = "",
-    one_residency_allowed: bool = True,
+    residency: str = RESIDENCY_AUTO,
+    swap_loads: bool = True,
 ) -> BaseFacts:
     """What the WebUI knows of a job, from the processing object `p` and the host's lists (pure: runs in CI).
 
     continuing_samplers: the samplers that can stop and continue a schedule (the WebUI's k-diffusion samplers);
     base_is_sdxl: None until the base has run (its model is known only then);
-    one_residency_allowed: the Reimagine setting that lets a job refine all its batches in one refiner load.
+    residency: the Reimagine residency setting (refiner_plan.RESIDENCY_CHOICES);
+    swap_loads: a swap to the refiner would load a checkpoint (the WebUI cannot keep base and refiner both loaded).
     """
     samplers = {p.sampler_name, refiner_or_base(values, "refiner_sampler", p.sampler_name)}
     if getattr(p, "enable_hr", False):
@@ -148,7 +150,8 @@ def webui_facts(
         batch_count=int(getattr(p, "n_iter", 1) or 1),
         swaps_models=True,
         cannot_defer=why_not_one_residency(p),
-        defer_allowed=one_residency_allowed,
+        swap_loads=swap_loads,
+        residency=residency,
     )
 
 
@@ -173,5 +176,15 @@ def live_facts(p, values: Mapping[str, Any], info, base_model=None, pixels_reaso
     is_sdxl = None if base_model is None else bool(getattr(base_model, "is_sdxl", False))
     continuing = live_lists().continuing_samplers
     kind = swap.checkpoint_kind(info.filename)
-    allowed = settings.refiner_one_residency()
-    return webui_facts(p, values, kind, continuing, is_sdxl, pixels_reason, one_residency_allowed=allowed)
+    loads = a1111_swap_loads(base_model, info)
+    residency = settings.refiner_residency()
+    return webui_facts(p, values, kind, continuing, is_sdxl, pixels_reason, residency=residency, swap_loads=loads)
+
+
+def a1111_swap_loads(base_model, info) -> bool:
+    """A1111's fact: the user's model, the base and the refiner do not all fit in `sd_checkpoints_limit`."""
+    from modules import shared
+
+    base_info = getattr(base_model, "sd_checkpoint_info", None) if base_model is not None else swap.loaded_checkpoint()
+    titles = [str(shared.opts.sd_model_checkpoint or ""), getattr(base_info, "title", ""), info.title]
+    return swap.swap_would_load(swap.checkpoints_limit(), titles)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from ..refiner_plan import RESIDENCY_AUTO, RESIDENCY_BATCH, RESIDENCY_CHOICES
 
 SECTION = ("reimagine", "Reimagine")
 DEFAULT_MODEL = "reimagine_default_model"
 BATCH_SIZE = "reimagine_batch_size"
 OUTDIR = "reimagine_outdir"
-REFINER_ONE_RESIDENCY = "reimagine_refiner_one_residency"
+REFINER_RESIDENCY = "reimagine_refiner_residency"
+REFINER_ONE_RESIDENCY = "reimagine_refiner_one_residency"  # the earlier on/off setting: off still means batch by batch
 BATCH_API_DIR = "reimagine_batch_api_dir"
 BATCH_API_DIR_LABEL = "Folder the API may read batches from (and write them to; empty: /reimagine/v1/batch is refused)"
 
@@ -42,12 +46,14 @@ def on_ui_settings() -> None:
         ),
     )
     shared.opts.add_option(
-        REFINER_ONE_RESIDENCY,
+        REFINER_RESIDENCY,
         shared.OptionInfo(
-            True,
-            "SDXL Refiner post-step: with batch count > 1, refine every batch in one refiner load after the last "
-            "base batch (off: load the refiner for every batch)",
-            gr.Checkbox,
+            RESIDENCY_AUTO,
+            "SDXL Refiner post-step with batch count > 1: refine every batch in one refiner load after the last base "
+            "batch, or load the refiner for every batch (Automatic: one load where a swap would load a checkpoint, "
+            "i.e. 'Maximum number of checkpoints loaded at the same time' is too small to keep both models)",
+            gr.Radio,
+            {"choices": list(RESIDENCY_CHOICES)},
             section=SECTION,
         ),
     )
@@ -91,8 +97,19 @@ def batch_limit() -> int:
     return max(1, int(get(BATCH_SIZE, 1) or 1))
 
 
-def refiner_one_residency() -> bool:
-    return bool(get(REFINER_ONE_RESIDENCY, True))
+def refiner_residency() -> str:
+    """The residency setting (a RESIDENCY_CHOICES value)."""
+    from modules import shared
+
+    return residency_from(shared.opts.data)
+
+
+def residency_from(data: Mapping[str, Any]) -> str:
+    """The residency setting in the WebUI's saved options; the earlier checkbox set off still means batch by batch."""
+    chosen = data.get(REFINER_RESIDENCY)
+    if chosen in RESIDENCY_CHOICES:
+        return chosen
+    return RESIDENCY_BATCH if data.get(REFINER_ONE_RESIDENCY, True) is False else RESIDENCY_AUTO
 
 
 def outdir() -> str:

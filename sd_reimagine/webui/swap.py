@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -86,11 +86,21 @@ def loaded_checkpoint():
     return getattr(model, "sd_checkpoint_info", None) if model is not None else None
 
 
-def limit_warning() -> str | None:
-    """A message (logged once) when sd_checkpoints_limit makes every swap a full reload."""
+def checkpoints_limit() -> int:
+    """The WebUI's 'Maximum number of checkpoints loaded at the same time' (`sd_checkpoints_limit`, default 1)."""
     from modules import shared
 
-    limit = int(getattr(shared.opts, "sd_checkpoints_limit", 1) or 1)
+    return int(getattr(shared.opts, "sd_checkpoints_limit", 1) or 1)
+
+
+def swap_would_load(limit: int, checkpoints: Collection[str]) -> bool:
+    """Whether swapping among these checkpoints reloads one: the WebUI keeps at most `limit` models loaded."""
+    return limit < len({name for name in checkpoints if name})
+
+
+def limit_warning() -> str | None:
+    """A message (logged once) when sd_checkpoints_limit makes every swap a full reload."""
+    limit = checkpoints_limit()
     if limit >= 2:
         return None
     message = LIMIT_WARNING.format(limit=limit)

@@ -8,7 +8,8 @@ import time
 
 import numpy as np
 
-from sd_reimagine.webui.settings import REFINER_ONE_RESIDENCY
+from sd_reimagine.refiner_plan import RESIDENCY_AUTO, RESIDENCY_BATCH
+from sd_reimagine.webui.settings import REFINER_RESIDENCY
 
 from .conftest import BASE, REFINER
 from .test_forge_api import infotexts, pixels, txt2img
@@ -17,9 +18,9 @@ LOADED = re.compile(r"Model loaded in [0-9.]+s")
 POST = {"refiner_mode": "refine", "refine_strength": 0.5, "refiner_steps": 2, "keep_base": True}
 
 
-def job(forge, one_residency: bool) -> dict:
+def job(forge, residency: str) -> dict:
     """One batch-count-2 job with the post-step; what it returned, its swaps and the loads its log shows."""
-    assert forge.post("/sdapi/v1/options", json={REFINER_ONE_RESIDENCY: one_residency}).status_code == 200
+    assert forge.post("/sdapi/v1/options", json={REFINER_RESIDENCY: residency}).status_code == 200
     swaps_before = forge.get("/reimagine/v1/swaps").json()["last"]
     loads_before = len(LOADED.findall(forge.log_text()))
     started = time.perf_counter()
@@ -36,8 +37,8 @@ def job(forge, one_residency: bool) -> dict:
 
 
 def test_batch_count_2_refines_in_one_refiner_load_with_the_same_images(forge):
-    per_batch = job(forge, one_residency=False)
-    deferred = job(forge, one_residency=True)
+    per_batch = job(forge, RESIDENCY_BATCH)
+    deferred = job(forge, RESIDENCY_AUTO)  # Forge keeps one model resident: Automatic picks one refiner load
     print(
         f"\nForge batch count 2: per batch {per_batch['seconds']:.1f} s, {per_batch['loads']} loads; "
         f"one residency {deferred['seconds']:.1f} s, {deferred['loads']} loads"

@@ -1,5 +1,6 @@
 """One refiner residency per job in a real WebUI 1.10.1: batch count 4 at `sd_checkpoints_limit` 1 loads the refiner
-once and the base once, and returns, names and saves exactly what the batch-by-batch order does."""
+once and the base once, and returns, names and saves exactly what the batch-by-batch order does; the Automatic
+setting picks one residency at limit 1 and batch by batch at limit 2 (both models resident)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from sd_reimagine.refiner_plan import RESIDENCY_AUTO, RESIDENCY_BATCH, RESIDENCY_ONE
+from sd_reimagine.webui.settings import REFINER_RESIDENCY as SETTING
+
 from .test_refiner_webui import BASE, SCRIPT, fields_of, post_step
 
-SETTING = "reimagine_refiner_one_residency"
 LOADED = re.compile(r"(?:Weights|Model) loaded in [0-9.]+s")
 
 
@@ -40,9 +43,9 @@ def pixel_hash(b64: str) -> str:
     return hashlib.sha256(Image.open(BytesIO(base64.b64decode(b64))).convert("RGB").tobytes()).hexdigest()
 
 
-def run_job(webui, one_residency: bool, mode: str, outdir: Path, steps: int = 4) -> dict:
+def run_job(webui, residency: str, mode: str, outdir: Path, steps: int = 4) -> dict:
     """txt2img, batch count 4, with the post-step; returns images, infotexts, saved files, our swaps, loads."""
-    options = {SETTING: one_residency, "outdir_txt2img_samples": str(outdir), "outdir_samples": ""}
+    options = {SETTING: residency, "outdir_txt2img_samples": str(outdir), "outdir_samples": ""}
     assert webui.post("/sdapi/v1/options", json=options).status_code == 200
     last = webui.get("/reimagine/v1/swaps?after=999999999").json()["last"]
     log_start = len(webui.log_text())
@@ -76,9 +79,9 @@ def run_job(webui, one_residency: bool, mode: str, outdir: Path, steps: int = 4)
 
 @pytest.mark.parametrize("mode", ["refine", "handoff"])
 def test_batch_count_4_loads_each_model_once_and_makes_the_same_images(limit_one, tmp_path, mode):
-    run_job(limit_one, True, mode, tmp_path / "warm-up")  # the first image after a load may differ by 1/255
-    per_batch = run_job(limit_one, False, mode, tmp_path / "per-batch")
-    one = run_job(limit_one, True, mode, tmp_path / "one-residency")
+    run_job(limit_one, RESIDENCY_ONE, mode, tmp_path / "warm-up")  # the first image after a load may differ by 1/255
+    per_batch = run_job(limit_one, RESIDENCY_BATCH, mode, tmp_path / "per-batch")
+    one = run_job(limit_one, RESIDENCY_ONE, mode, tmp_path / "one-residency")
     assert per_batch["swaps"] == ["swap", "restore"] * 4
     assert one["swaps"] == ["swap", "restore"]
     assert (per_batch["loads"], one["loads"]) == (8, 2), (per_batch["loads"], one["loads"])
@@ -92,8 +95,24 @@ def test_batch_count_4_loads_each_model_once_and_makes_the_same_images(limit_one
     assert all(fields_of(text)["Post-refiner mode"] == mode for text in one["infotexts"])
 
 
+def test_automatic_residency_follows_the_checkpoints_limit(limit_one, tmp_path):
+    at_one = run_job(limit_one, RESIDENCY_AUTO, "refine", tmp_path / "auto-limit-1")
+    assert at_one["swaps"] == ["swap", "restore"]  # every swap a load: one refiner load per job
+    assert limit_one.post("/sdapi/v1/options", json={"sd_checkpoints_limit": 2}).status_code == 200
+    try:
+        run_job(limit_one, RESIDENCY_AUTO, "refine", tmp_path / "warm-up")  # both models loaded from here on
+        at_two = run_job(limit_one, RESIDENCY_AUTO, "refine", tmp_path / "auto-limit-2")
+        forced = run_job(limit_one, RESIDENCY_ONE, "refine", tmp_path / "forced-one")
+    finally:
+        assert limit_one.post("/sdapi/v1/options", json={"sd_checkpoints_limit": 1}).status_code == 200
+    assert at_two["swaps"] == ["swap", "restore"] * 4 and at_two["loads"] == 0  # both resident: batch by batch
+    assert forced["swaps"] == ["swap", "restore"]  # the setting still forces one residency
+    assert at_two["infotexts"] == forced["infotexts"] == at_one["infotexts"]
+    assert at_two["images"] == forced["images"]
+
+
 def test_interrupt_while_batches_wait_keeps_every_base_image(limit_one, tmp_path):
-    options = {SETTING: True, "outdir_txt2img_samples": str(tmp_path)}
+    options = {SETTING: RESIDENCY_ONE, "outdir_txt2img_samples": str(tmp_path)}
     assert limit_one.post("/sdapi/v1/options", json=options).status_code == 200
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(job=run_job_raw(limit_one, tmp_path)))
