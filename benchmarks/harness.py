@@ -86,16 +86,21 @@ def timer_for(*pipes) -> ModelTimer:
 
 @dataclass
 class Sample:
+    """One run: wall seconds, wall seconds inside model calls, process CPU seconds (None: not measured)."""
+
     total: float
     model: float
+    cpu: float | None = None
 
 
 def measure(fn: Callable[[], Any], timer: ModelTimer | None) -> Sample:
+    """Wall and process CPU time of one call. CPU time (all threads of this process) barely moves when other
+    processes compete for the cores, so it is the figure to trust on a busy machine; wall time is what a user waits."""
     before = timer.total if timer else 0.0
-    start = time.perf_counter()
+    cpu_start, start = time.process_time(), time.perf_counter()
     fn()  # no extra no_grad: each implementation runs exactly as a caller would run it
-    total = time.perf_counter() - start
-    return Sample(total, (timer.total - before) if timer else 0.0)
+    total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return Sample(total, (timer.total - before) if timer else 0.0, cpu)
 
 
 def alternate(
@@ -120,6 +125,20 @@ def stats(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
+def cpu_stats(samples: list[Sample] | None) -> dict[str, float] | None:
+    """Statistics of the samples' process CPU seconds (None when a sample has none)."""
+    if not samples or any(s.cpu is None for s in samples):
+        return None
+    return stats([s.cpu for s in samples])
+
+
+def cpu_fields(ours: list[Sample], reference: list[Sample] | None) -> dict[str, Any]:
+    """The CPU-time columns of a row: both sides' statistics and the ratio of their medians."""
+    mine, theirs = cpu_stats(ours), cpu_stats(reference)
+    ratio = mine["median"] / theirs["median"] if mine and theirs and theirs["median"] > 0 else None
+    return {"ours_cpu": mine, "reference_cpu": theirs, "cpu_ratio": ratio}
+
+
 def row(
     item: str,
     size: str,
@@ -132,7 +151,7 @@ def row(
     overhead: bool = False,
     unit: str = "s",
 ) -> dict[str, Any]:
-    """One table row: times of ours and the reference, ratio of medians, our overhead when asked."""
+    """One table row: wall and CPU times of ours and the reference, ratios of medians, our overhead when asked."""
     result: dict[str, Any] = {
         "item": item,
         "size": size,
@@ -145,6 +164,7 @@ def row(
         "overhead": None,
         "target": target,
         "note": note,
+        **cpu_fields(ours, reference),
     }
     if reference:
         result["ratio"] = result["ours"]["median"] / result["reference"]["median"]

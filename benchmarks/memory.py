@@ -11,6 +11,7 @@ import json
 import resource
 import subprocess
 import sys
+import time
 from typing import Any
 
 MODES = ("reimagine", "sdxl-handoff", "sdxl-refine")
@@ -54,7 +55,7 @@ def _child(mode: str, size: str, jobs: int, threads: int) -> dict[str, Any]:
 
             runner = UnclipVariations(unclip_pipe(scale), "bench")
             refs = [Reference(reference_images(1)[0])]
-            loaded = current_rss_mb()
+            loaded, cpu = current_rss_mb(), time.process_time()
             after: dict[int, float] = {}
             for i in range(jobs):
                 values = {**job_values(size, 4 if mode == "reimagine" else 1), "seed": 1000 + i}
@@ -66,16 +67,18 @@ def _child(mode: str, size: str, jobs: int, threads: int) -> dict[str, Any]:
                 "rss_after_mb": after,
                 "peak_rss_mb": peak_rss_mb(),
                 "ru_maxrss_mb": ru_maxrss_mb(),
+                "job_cpu_s": time.process_time() - cpu,
             }
         from sd_reimagine.standalone.sdxl import SdxlRelay
 
         from .sdxl import _refiner_values, _values
 
         relay = SdxlRelay(*sdxl_pair(scale))
-        loaded = current_rss_mb()
+        loaded, cpu = current_rss_mb(), time.process_time()
         values = {**_values(size), "n": 4}
         relay.run(values, _refiner_values(mode.split("-")[1], values["steps"]), output_type="np")
-        return {"loaded_rss_mb": loaded, "peak_rss_mb": peak_rss_mb(), "ru_maxrss_mb": ru_maxrss_mb()}
+        memory = {"loaded_rss_mb": loaded, "peak_rss_mb": peak_rss_mb(), "ru_maxrss_mb": ru_maxrss_mb()}
+        return {**memory, "job_cpu_s": time.process_time() - cpu}
 
 
 def _spawn(mode: str, size: str, jobs: int, threads: int) -> dict[str, Any]:
@@ -85,8 +88,17 @@ def _spawn(mode: str, size: str, jobs: int, threads: int) -> dict[str, Any]:
 
 
 def _row(
-    size: str, name: str, value: float, reference_name: str, reference, target: str, note: str, **extra: Any
+    size: str,
+    name: str,
+    value: float,
+    reference_name: str,
+    reference,
+    target: str,
+    note: str,
+    cpu_s: float | None = None,
+    **extra: Any,
 ) -> dict:
+    """A memory row; `cpu_s`: the measured jobs' process CPU seconds (the reference is a state, not a run)."""
     one = {"median": value, "min": value, "max": value, "n": 1}
     ref = {"median": reference, "min": reference, "max": reference, "n": 1} if reference is not None else None
     return {
@@ -99,6 +111,9 @@ def _row(
         "reference": ref,
         "ratio": value / reference if reference else None,
         "overhead": None,
+        "ours_cpu": {"median": cpu_s, "min": cpu_s, "max": cpu_s, "n": 1} if cpu_s is not None else None,
+        "reference_cpu": None,
+        "cpu_ratio": None,
         "target": target,
         "note": note,
         **extra,
@@ -119,6 +134,7 @@ def bench_memory(size: str, growth_jobs: int, threads: int) -> list[dict[str, An
                 result["loaded_rss_mb"],
                 "",
                 "fresh subprocess, VmHWM; CPU: both models resident (offload is CUDA-only)",
+                cpu_s=result["job_cpu_s"],
                 ru_maxrss_mb=result["ru_maxrss_mb"],
             )
         )
@@ -135,6 +151,7 @@ def bench_memory(size: str, growth_jobs: int, threads: int) -> list[dict[str, An
                 after[1],
                 "growth within noise (ratio ~1.0)",
                 f"growth {after[last] - after[1]:+.1f} MiB; new seed each job, same reference (caches on)",
+                cpu_s=result["job_cpu_s"],
             )
         )
     return rows

@@ -19,6 +19,9 @@ WEBUI_PLACEHOLDER = {
     "reference": None,
     "ratio": None,
     "overhead": None,
+    "ours_cpu": None,
+    "reference_cpu": None,
+    "cpu_ratio": None,
     "target": "ratio <= 1.02",
     "note": f"needs a WebUI 1.10.1: set {WEBUI_ENV} to its root (as for tests/webui) and run --items webui",
 }
@@ -66,6 +69,15 @@ def _cell(stat: dict[str, float] | None, unit: str) -> str:
     return f"{stat['median']:.1f} ({stat['min']:.1f}–{stat['max']:.1f}) {unit}"
 
 
+def _cpu_cell(r: dict[str, Any]) -> str:
+    """Median process CPU time of ours / the reference (CPU time holds on a busy machine; wall time does not)."""
+    mine, theirs = r.get("ours_cpu"), r.get("reference_cpu")
+    if not mine:
+        return "—"
+    text = f"{mine['median'] * 1000:.1f} ms"
+    return text + (f" / {theirs['median'] * 1000:.1f} ms" if theirs else "")
+
+
 def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -83,16 +95,19 @@ def table(doc: dict[str, Any]) -> str:
         f"torch {m['torch']}, diffusers {m['diffusers']}, Python {m['python']}",
         f"Date: {doc['date']}  ",
         f"Command: `{doc['command']}`  ",
-        f"Settings: {doc['settings']}",
+        f"Settings: {doc['settings']}  ",
+        "Ratio: ours / reference, medians of wall time; CPU: process CPU time (all threads), the ratio to trust on a "
+        "busy machine.",
         "",
         "| Item | Size | Measurement | Ours median (min–max) | Reference | Reference median (min–max) "
-        "| Ratio | Overhead ours (ref) | Target | Note |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Ratio | CPU ours / ref | CPU ratio | Overhead ours (ref) | Target | Note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["rows"]:
         lines.append(
             f"| {r['item']} | {r['size']} | {r['name']} | {_cell(r['ours'], r['unit'])} | {r['reference_name']} "
-            f"| {_cell(r['reference'], r['unit'])} | {_number(r['ratio'])} | {_overhead(r)} "
+            f"| {_cell(r['reference'], r['unit'])} | {_number(r['ratio'])} | {_cpu_cell(r)} "
+            f"| {_number(r.get('cpu_ratio'))} | {_overhead(r)} "
             f"| {r['target']} | {r['note']} |"
         )
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .harness import Sample, Settings, alternate, row
+from .process_memory import process_cpu_s
 
 ITEM = "4 WebUI"
 SIZE = "tiny"
@@ -37,12 +38,14 @@ WEBUI_REUSED = re.compile(r"Using already loaded model (.+?): done in ([0-9.]+)s
 
 @dataclass
 class Call:
-    """One HTTP job: its round-trip seconds, the log lines it wrote, the JSON answer and our swaps during it."""
+    """One HTTP job: its round-trip seconds, the log lines it wrote, the JSON answer, our swaps during it and the
+    WebUI process's CPU seconds."""
 
     seconds: float
     log: str
     body: dict[str, Any]
     swaps: list[dict[str, Any]] = field(default_factory=list)  # from GET /reimagine/v1/swaps (the swap module)
+    cpu: float | None = None
 
 
 @dataclass
@@ -92,12 +95,14 @@ def swaps_after(webui, number: int) -> dict[str, Any]:
 
 def call(webui, path: str, payload: dict[str, Any]) -> Call:
     offset, last = log_size(webui), swaps_after(webui, 1 << 62)["last"]
+    cpu = process_cpu_s(webui.process.pid)
     started = time.perf_counter()
     response = webui.post(path, json=payload)
     seconds = time.perf_counter() - started
+    cpu = process_cpu_s(webui.process.pid) - cpu
     if response.status_code != 200:
         raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:2000]}")
-    return Call(seconds, log_since(webui, offset), response.json(), swaps_after(webui, last)["swaps"])
+    return Call(seconds, log_since(webui, offset), response.json(), swaps_after(webui, last)["swaps"], cpu)
 
 
 def user_job() -> dict[str, Any]:
@@ -109,7 +114,8 @@ def call_then_user_job(webui, path: str, payload: dict[str, Any]) -> Call:
     """One timed unit: the job, then a user job (where the native paths pay their switch back to the user's model)."""
     first = call(webui, path, payload)
     second = call(webui, "/sdapi/v1/txt2img", user_job())
-    return Call(first.seconds + second.seconds, first.log + second.log, first.body, first.swaps + second.swaps)
+    seconds, cpu = first.seconds + second.seconds, (first.cpu or 0.0) + (second.cpu or 0.0)
+    return Call(seconds, first.log + second.log, first.body, first.swaps + second.swaps, cpu)
 
 
 def recorder(webui, path: str, payload: dict[str, Any], then_user_job: bool) -> tuple[Callable[[], None], Runs]:
@@ -133,7 +139,7 @@ def measured(runs: Runs, settings: Settings) -> list[Call]:
 
 
 def samples(calls: list[Call]) -> list[Sample]:
-    return [Sample(c.seconds, 0.0) for c in calls]
+    return [Sample(c.seconds, 0.0, c.cpu) for c in calls]
 
 
 def switches(log: str) -> list[Switch]:
