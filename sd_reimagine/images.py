@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,15 +46,31 @@ def open_image(source: str | Path | bytes | Image.Image, name: str = "image") ->
     """Decode PNG/JPEG/WebP bytes, a path or a PIL image into an RGB InputImage; refuse anything else clearly."""
     if isinstance(source, Image.Image):
         return _normalise(source, name)
-    data = _read_file(Path(source), name) if isinstance(source, (str, Path)) else bytes(source)
+    data = read_image_file(Path(source), name) if isinstance(source, (str, Path)) else bytes(source)
     return _normalise(_decode(data, name), name)
 
 
-def _read_file(path: Path, name: str) -> bytes:
+def read_image_file(path: Path, name: str, follow_links: bool = True) -> bytes:
+    """The bytes of an input file, its size checked (fstat of the open file) before anything is read, so a huge
+    file is refused unread; with `follow_links` False a link is refused at the open itself (no check-then-open race).
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_links else os.O_NOFOLLOW)  # a FIFO must not block the open
     try:
-        return path.read_bytes()
+        handle = os.open(path, flags)
     except OSError as exc:
+        if not follow_links and exc.errno == errno.ELOOP:
+            raise ReimagineError(f"{name} is a link: links are not followed here") from None
         raise ReimagineError(f"{name}: cannot read {path} ({exc.strerror or exc})") from None
+    with os.fdopen(handle, "rb") as file:
+        found = os.fstat(file.fileno())
+        if not stat.S_ISREG(found.st_mode):
+            raise ReimagineError(f"{name} is not a regular file; allowed: PNG, JPEG, WebP files")
+        if found.st_size > MAX_BYTES:
+            raise ReimagineError(f"{name} is {found.st_size} bytes; at most {MAX_BYTES} are allowed")
+        try:
+            return file.read(MAX_BYTES + 1)  # a file that grew since the fstat is still refused by `_decode`
+        except OSError as exc:
+            raise ReimagineError(f"{name}: cannot read {path} ({exc.strerror or exc})") from None
 
 
 def decode_base64_image(data: str, name: str = "image") -> InputImage:

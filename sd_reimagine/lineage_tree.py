@@ -8,19 +8,24 @@ A file with the Reimagine fields but no `reimagine-hash` chunk (saved before the
 its hash, and that is cached like the rest.
 
 Cache: per file, keyed by (relative path, size, mtime_ns), in memory per folder and in the folder's
-`.reimagine-lineage-cache.json` (written only when something changed, atomically; a folder that cannot be written to
-just goes without it). PNG only: other formats carry no text chunks the WebUI's way. Files without Reimagine fields
-are ignored; unreadable or corrupt ones are skipped and counted.
+`.reimagine-lineage-cache.json` (`lineage_cache`). PNG only: other formats carry no text chunks the WebUI's way.
+Files without Reimagine fields are ignored; unreadable or corrupt ones are skipped and counted.
+
+Untrusted files: every value is checked before use (`lineage_node`): a `reimagine-hash` chunk that is not a 64-hex
+hash is treated as absent (the file is decoded for its true hash), references that are not 10-hex hashes are
+dropped. A link whose target lies outside the scanned folder is never followed, and one that loops is skipped.
+Nodes that no missing reference leads to (their own parent, or parents in a cycle) become roots, marked with why
+(`LineageTree.marks`), so they are shown, and every walk visits a node once.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import stat as stat_mode
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +34,22 @@ from PIL import Image
 from .errors import ParamError, ReimagineError
 from .images import image_digest, open_image, to_rgb
 from .infotext import NOISE_LEVEL, Lineage, parse_infotext
+from .lineage_cache import CACHE_FILE, load_disk_cache, save_disk_cache
+from .lineage_node import (
+    FIELD_KEPT,
+    PROMPT_KEPT,
+    SHORT,
+    Entry,
+    Node,
+    checked_references,
+    clipped,
+    is_full_hash,
+    is_short_hash,
+)
 from .png_text import PngTextError, read_png_text
 
+__all__ = ["CACHE_FILE", "HASH_CHUNK", "LineageScanner", "LineageTree", "Node", "own_hash_chunks"]
 HASH_CHUNK = "reimagine-hash"
-CACHE_FILE = ".reimagine-lineage-cache.json"
-CACHE_VERSION = 1
-SHORT = 10  # hex digits of a reference's hash in infotext (`InputImage.short_hash`)
 
 
 def is_reimagine_infotext(infotext: str | None) -> bool:
@@ -45,40 +60,6 @@ def is_reimagine_infotext(infotext: str | None) -> bool:
 def own_hash_chunks(image: Image.Image, infotext: str | None) -> dict[str, str]:
     """The extra PNG text chunk of a Reimagine output: its own pixel digest, as `open_image` will compute it."""
     return {HASH_CHUNK: image_digest(to_rgb(image))} if is_reimagine_infotext(infotext) else {}
-
-
-@dataclass(frozen=True)
-class Node:
-    """One image of the tree; `path` is None for a reference that is not in the folder (a root)."""
-
-    key: str  # the full own hash; a missing reference's 10-hex short hash
-    path: str | None = None
-    references: tuple[tuple[str, float], ...] = ()
-    parents: tuple[str, ...] = ()
-    generation: int = 0
-    noise_level: str = ""
-    seed: str = ""
-    prompt: str = ""
-    mtime_ns: int = 0
-
-    @property
-    def short(self) -> str:
-        return self.key[:SHORT]
-
-    @property
-    def label(self) -> str:
-        return Path(self.path).name if self.path else f"reference {self.short}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _NODE_FIELDS}  # dataclasses.asdict deep-copies: 10x slower
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Node:
-        references = tuple((str(h), float(w)) for h, w in data.get("references", ()))
-        return cls(**{**data, "references": references, "parents": tuple(data.get("parents", ()))})
-
-
-_NODE_FIELDS = tuple(f.name for f in fields(Node))
 
 
 @dataclass
@@ -104,6 +85,7 @@ class LineageTree:
     children: dict[str, list[str]]
     roots: list[str]
     stats: ScanStats = field(default_factory=ScanStats)
+    marks: dict[str, str] = field(default_factory=dict)  # roots that are in the folder: why they are roots
 
     def subtree(self, root: str) -> list[tuple[Node, int]]:
         """(node, depth) of `root` and everything below it, depth first, each node once (at its first path)."""
@@ -125,9 +107,6 @@ class LineageTree:
             allowed = "the hash of one node shown in the tree" + (" (several match)" if matches else "")
             raise ParamError("node", text, allowed)
         return matches[0]
-
-
-Entry = tuple[int, int, str, Node | None]  # size, mtime_ns, status ("node", "none", "corrupt"), node
 
 
 class LineageScanner:
@@ -158,16 +137,21 @@ class LineageScanner:
             save_disk_cache(root, entries)
         previous = self._trees.get((str(root), recursive))
         if previous and not stats.read and previous[0] == entries.keys():  # nothing changed: same links
-            tree = LineageTree(str(root), previous[1].nodes, previous[1].children, previous[1].roots, stats)
+            last = previous[1]
+            tree = LineageTree(str(root), last.nodes, last.children, last.roots, stats, last.marks)
         else:
             tree = build_tree(str(root), [e[3] for e in entries.values() if e[3] is not None], stats)
         self._trees[(str(root), recursive)] = (entries.keys(), tree)
         stats.seconds = time.perf_counter() - started
         return tree
 
-    def _entry(self, root: Path, rel: str, stat: os.stat_result, cached: Entry | None, stats: ScanStats) -> Entry:
+    def _entry(
+        self, root: Path, rel: str, stat: os.stat_result | None, cached: Entry | None, stats: ScanStats
+    ) -> Entry:
         stats.files += 1
-        if cached is not None and cached[:2] == (stat.st_size, stat.st_mtime_ns):
+        if stat is None:  # a link out of the folder or in a loop, or a file gone since the listing
+            entry = UNREADABLE
+        elif cached is not None and cached[:2] == (stat.st_size, stat.st_mtime_ns):
             stats.cached += 1
             entry = cached
         else:
@@ -188,8 +172,12 @@ def check_folder(folder: str | Path) -> Path:
     return path.resolve()
 
 
-def png_files(root: Path, recursive: bool) -> Iterator[tuple[str, os.stat_result]]:
-    """(relative path, stat) of the PNG files in `root`, sorted; hidden folders (caches) are passed over."""
+UNREADABLE: Entry = (-1, -1, "corrupt", None)
+
+
+def png_files(root: Path, recursive: bool) -> Iterator[tuple[str, os.stat_result | None]]:
+    """(relative path, stat) of the PNG files in `root`, sorted; hidden folders (caches) are passed over, linked
+    folders are not entered, and the stat is None for a file that cannot be read here (see `contained_stat`)."""
     stack = [(str(root), "")]
     while stack:
         folder, prefix = stack.pop()
@@ -200,10 +188,23 @@ def png_files(root: Path, recursive: bool) -> Iterator[tuple[str, os.stat_result
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if recursive and entry.is_dir(follow_symlinks=False):
-                stack.append((entry.path, prefix + entry.name + os.sep))
-            elif entry.name.lower().endswith(".png") and entry.is_file():
-                yield prefix + entry.name, entry.stat()
+            if entry.is_dir(follow_symlinks=False):
+                if recursive:
+                    stack.append((entry.path, prefix + entry.name + os.sep))
+            elif entry.name.lower().endswith(".png"):
+                yield prefix + entry.name, contained_stat(entry, root)
+
+
+def contained_stat(entry: os.DirEntry, root: Path) -> os.stat_result | None:
+    """The entry's stat when it is a regular file in `root`; None for a link leading out of it or looping, or a
+    file that vanished (a crafted folder must not make the scan read elsewhere or fail)."""
+    try:
+        if entry.is_symlink() and not Path(os.path.realpath(entry.path)).is_relative_to(root):
+            return None
+        found = entry.stat()
+    except OSError:
+        return None
+    return found if stat_mode.S_ISREG(found.st_mode) else None
 
 
 def read_entry(path: Path, stat: os.stat_result, stats: ScanStats) -> Entry:
@@ -223,18 +224,18 @@ def node_of_file(path: Path, mtime_ns: int, stats: ScanStats) -> Node | None:
     if lineage is None:
         return None
     digest = texts.get(HASH_CHUNK, "").strip().lower()
-    if not digest:
+    if not is_full_hash(digest):  # absent (an older file) or not a hash at all: the pixels tell the true one
         stats.decoded += 1
         digest = open_image(path).digest
     return Node(
         key=digest,
         path=str(path),
-        references=lineage.references,
-        parents=lineage.parents,
+        references=checked_references(lineage.references),
+        parents=tuple(parent.lower() for parent in lineage.parents if is_short_hash(parent.lower())),
         generation=lineage.generation,
-        noise_level=fields.get(NOISE_LEVEL, ""),
-        seed=fields.get("Seed", ""),
-        prompt=prompt,
+        noise_level=clipped(fields.get(NOISE_LEVEL, ""), FIELD_KEPT),
+        seed=clipped(fields.get("Seed", ""), FIELD_KEPT),
+        prompt=clipped(prompt, PROMPT_KEPT),
         mtime_ns=mtime_ns,
     )
 
@@ -257,39 +258,34 @@ def build_tree(folder: str, nodes: list[Node], stats: ScanStats | None = None) -
             if parent != node.key:
                 children.setdefault(parent, []).append(node.key)
     roots = sorted(newest, key=lambda key: -newest[key])
-    return LineageTree(folder, by_key, children, roots, stats or ScanStats())
+    marks = loop_roots(by_key, children, roots)
+    return LineageTree(folder, by_key, children, roots + list(marks), stats or ScanStats(), marks)
 
 
-def load_disk_cache(root: Path) -> dict[str, Entry]:
-    """Entries from the folder's cache file; an absent, old or broken cache is an empty one."""
-    try:
-        data = json.loads((root / CACHE_FILE).read_text(encoding="utf-8"))
-        if data.get("version") != CACHE_VERSION:
-            return {}
-        return {
-            rel: (
-                int(size),
-                int(mtime),
-                str(status),
-                Node.from_json({**node, "path": os.path.join(root, rel)}) if node else None,
-            )
-            for rel, (size, mtime, status, node) in data["files"].items()
-        }
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+def loop_roots(by_key: dict[str, Node], children: dict[str, list[str]], roots: list[str]) -> dict[str, str]:
+    """The nodes no root leads to, each made a root (the oldest of a cycle leads it), with why; in node order."""
+    reached: set[str] = set()
 
+    def walk(start: str) -> None:
+        stack = [start]
+        while stack:
+            key = stack.pop()
+            if key not in reached:
+                reached.add(key)
+                stack.extend(children.get(key, ()))
 
-def save_disk_cache(root: Path, entries: dict[str, Entry]) -> bool:
-    """Write the cache file atomically; False when the folder is read-only (the tree works without it)."""
-    files = {
-        rel: [size, mtime, status, node.to_json() if node else None]
-        for rel, (size, mtime, status, node) in entries.items()
-    }
-    temporary = root / f"{CACHE_FILE}.{os.getpid()}.tmp"
-    try:
-        temporary.write_text(json.dumps({"version": CACHE_VERSION, "files": files}), encoding="utf-8")
-        os.replace(temporary, root / CACHE_FILE)
-    except OSError:
-        temporary.unlink(missing_ok=True)
-        return False
-    return True
+    for root in roots:
+        walk(root)
+    marks = {}
+    for key, node in by_key.items():  # oldest first (build_tree's order)
+        if key in reached:
+            continue
+        shorts = {short for short, _weight in node.references}
+        if not shorts:
+            marks[key] = "no readable reference"
+        elif shorts == {node.short}:
+            marks[key] = "its own parent"
+        else:
+            marks[key] = "in a cycle of parents"
+        walk(key)
+    return marks

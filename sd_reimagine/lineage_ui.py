@@ -2,18 +2,20 @@
 
 Nothing is scanned until Refresh; each event rescans (a warm rescan only stats the files) and renders one page of
 one root's subtree, so a folder of thousands of images costs the page's few thumbnails, never all of them. The host
-says where the folder is, whether the user may change it, and how a picked file becomes reference 1.
+says where the folder is, whether the user may change it (and to which folders), and how a picked file becomes
+reference 1. A folder outside the allowed ones is refused with the same message whether it exists or not.
 """
 
 # No `from __future__ import annotations`: gradio reads the gr.SelectData annotation of the root handler.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .errors import ReimagineError
+from .errors import ParamError, ReimagineError
 from .lineage_tree import LineageScanner, LineageTree
-from .lineage_view import Thumbnails, node_details, page_of, render_page, root_label, root_of_label, summary
+from .lineage_view import Thumbnails, node_details, page_of, render_page, root_by_label, root_label, summary
 
 
 @dataclass
@@ -27,10 +29,25 @@ class LineageHost:
     outputs: Sequence[Any]  # the components that make a file reference 1
     scanner: LineageScanner = field(default_factory=LineageScanner)
     thumbnails: Thumbnails = field(default_factory=Thumbnails)
+    allowed: Sequence[Path] | None = None  # the folders (and their subfolders) a client may name; None: any
 
     def folder(self, value: str) -> str:
-        """The folder to scan: the user's when the host lets them choose, else the default (read now)."""
-        return value if self.folder_editable and str(value or "").strip() else self.default_folder()
+        """The folder to scan: the user's when the host lets them choose (inside `allowed`), else the default."""
+        if not (self.folder_editable and str(value or "").strip()):
+            return self.default_folder()
+        return value if self.allowed is None else str(inside_allowed(value, self.allowed))
+
+
+def inside_allowed(value: str, allowed: Sequence[Path]) -> Path:
+    """`value` resolved (links followed, relative to the first allowed folder) when it lies in an allowed folder;
+    refused otherwise, with a message that says nothing about whether the path exists."""
+    roots = [Path(root).resolve() for root in allowed]
+    path = Path(str(value).strip()).expanduser()
+    resolved = (path if path.is_absolute() else roots[0] / path).resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        shown = ", ".join(str(root) for root in roots)
+        raise ParamError("folder", str(value), f"a folder inside the folders this app was started with: {shown}")
+    return resolved
 
 
 def lineage_panel(host: LineageHost) -> None:
@@ -38,10 +55,16 @@ def lineage_panel(host: LineageHost) -> None:
     import gradio as gr
 
     p = host.prefix
+    if not host.folder_editable:
+        label = "Folder (the output folder; paths are hidden on this server)"
+    elif host.allowed is not None:
+        label = "Folder (inside: " + ", ".join(str(Path(root).resolve()) for root in host.allowed) + ")"
+    else:
+        label = "Folder"
     with gr.Row():
         folder = gr.Textbox(
             value=host.default_folder(),
-            label="Folder" if host.folder_editable else "Folder (the output folder; paths are hidden on this server)",
+            label=label,
             interactive=host.folder_editable,
             elem_id=f"{p}_lineage_folder",
         )
@@ -63,11 +86,16 @@ def lineage_panel(host: LineageHost) -> None:
     def on_root(folder_value, subfolders, evt: gr.SelectData):
         return show(folder_value, subfolders, evt.value, 1)
 
-    refresh.click(lambda f, r, label, n: show(f, r, label, n), [folder, recursive, root, page], shown)
+    refresh.click(
+        lambda f, r, label, n: show(f, r, label, n),
+        [folder, recursive, root, page],
+        shown,
+        api_name=f"{p}_lineage_refresh",
+    )
     root.select(on_root, [folder, recursive], shown)
     previous.click(lambda f, r, label, n: show(f, r, label, n - 1), [folder, recursive, root, page], shown)
     following.click(lambda f, r, label, n: show(f, r, label, n + 1), [folder, recursive, root, page], shown)
-    node.change(pick_handler(host), [folder, recursive, node], [*host.outputs, picked])
+    node.change(pick_handler(host), [folder, recursive, node], [*host.outputs, picked], api_name=f"{p}_lineage_pick")
 
 
 def show_handler(host: LineageHost):
@@ -76,8 +104,7 @@ def show_handler(host: LineageHost):
 
     def show(folder_value: str, subfolders: bool, label: str | None, number: int):
         tree = _scan(host, folder_value, subfolders)
-        choice = root_of_label(label)
-        root = choice if choice in tree.roots else (tree.roots[0] if tree.roots else None)
+        root = root_by_label(tree, label)
         if root is None:
             return gr.update(choices=[], value=None), 1, summary(tree, None), "<p>No Reimagine images here yet.</p>"
         page = page_of(tree, root, number)

@@ -4,6 +4,10 @@ Reads tEXt (Latin-1), zTXt and iTXt (UTF-8, optionally zlib-compressed), as Pill
 WebUI's `images.save_image` stores `parameters`. Any structural fault before the first IDAT (bad signature, short
 chunk, CRC mismatch of a text chunk, oversized chunk) raises `PngTextError`; what follows the IDAT is never read, so a
 file truncated inside its pixel data still gives its text.
+
+Bounds are per file, not only per chunk: the text chunks of one file may take at most MAX_TEXT bytes as stored and
+MAX_TEXT bytes once inflated, all chunks together (a file of many compressed chunks, each below the per-chunk cap,
+stops there instead of inflating to gigabytes).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import BinaryIO
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEXT_TYPES = (b"tEXt", b"zTXt", b"iTXt")
 MAX_CHUNK = 16 * 1024 * 1024  # a text chunk this large is no infotext: refuse instead of reading it
-MAX_TEXT = 4 * 1024 * 1024  # cap on a decompressed text value (a zlib bomb stops here)
+MAX_TEXT = 4 * 1024 * 1024  # cap on one file's text, as stored and as inflated (infotext is a few KB)
 
 
 class PngTextError(ValueError):
@@ -34,6 +38,7 @@ def read_png_text_stream(file: BinaryIO) -> dict[str, str]:
     if file.read(8) != SIGNATURE:
         raise PngTextError("not a PNG file (bad signature)")
     texts: dict[str, str] = {}
+    budget = _Budget()
     while True:
         header = file.read(8)
         if len(header) < 8:
@@ -46,14 +51,33 @@ def read_png_text_stream(file: BinaryIO) -> dict[str, str]:
         if kind not in TEXT_TYPES:
             file.seek(length + 4, 1)  # skip data and CRC unread
             continue
+        budget.take_stored(length)
         data, crc = file.read(length), file.read(4)
         if len(data) < length or len(crc) < 4 or zlib.crc32(kind + data) != struct.unpack(">I", crc)[0]:
             raise PngTextError(f"chunk {kind.decode()} is truncated or fails its CRC")
-        keyword, text = _decode_text(kind, data)
+        keyword, text = _decode_text(kind, data, budget)
         texts.setdefault(keyword, text)
 
 
-def _decode_text(kind: bytes, data: bytes) -> tuple[str, str]:
+class _Budget:
+    """What is left of one file's text allowance, as stored and as inflated."""
+
+    def __init__(self, limit: int = MAX_TEXT):
+        self.stored = self.inflated = limit
+
+    def take_stored(self, length: int) -> None:
+        """Count a text chunk's stored bytes before reading them."""
+        self.stored -= length
+        if self.stored < 0:
+            raise PngTextError(f"text chunks exceed {MAX_TEXT} bytes in one file")
+
+    def take_inflated(self, length: int) -> None:
+        self.inflated -= length
+        if self.inflated < 0:
+            raise PngTextError(f"text chunks inflate beyond {MAX_TEXT} bytes in one file")
+
+
+def _decode_text(kind: bytes, data: bytes, budget: _Budget) -> tuple[str, str]:
     """(keyword, text) of one tEXt, zTXt or iTXt chunk."""
     keyword, sep, rest = data.partition(b"\0")
     if not sep:
@@ -62,21 +86,23 @@ def _decode_text(kind: bytes, data: bytes) -> tuple[str, str]:
     if kind == b"tEXt":
         return name, rest.decode("latin-1")
     if kind == b"zTXt":
-        return name, _inflate(rest[1:]).decode("latin-1")
+        return name, _inflate(rest[1:], budget).decode("latin-1")
     if len(rest) < 2:
         raise PngTextError("chunk iTXt is too short")
     compressed, fields = rest[0], rest[2:]
     _language, _, fields = fields.partition(b"\0")
     _translated, _, text = fields.partition(b"\0")
-    return name, (_inflate(text) if compressed else text).decode("utf-8", errors="replace")
+    return name, (_inflate(text, budget) if compressed else text).decode("utf-8", errors="replace")
 
 
-def _inflate(data: bytes) -> bytes:
+def _inflate(data: bytes, budget: _Budget) -> bytes:
+    """Inflate at most what the file's budget has left (a zlib bomb stops there)."""
     try:
         inflater = zlib.decompressobj()
-        text = inflater.decompress(data, MAX_TEXT)
+        text = inflater.decompress(data, budget.inflated + 1)
     except zlib.error as exc:
         raise PngTextError(f"compressed text chunk is corrupt ({exc})") from None
+    budget.take_inflated(len(text))
     if inflater.unconsumed_tail:
-        raise PngTextError(f"compressed text chunk inflates beyond {MAX_TEXT} bytes")
+        raise PngTextError(f"text chunks inflate beyond {MAX_TEXT} bytes in one file")
     return text
