@@ -4,7 +4,11 @@ tells. Host-neutral; the hosts (CLI, WebUI tab and API) run the jobs and save th
 Rules, decided here once:
 - Inputs: the files directly in the input folder (subfolders do not count, as in img2img's batch) whose names end
   in .png, .jpg, .jpeg or .webp (any case), sorted by name; hidden files (a leading dot, e.g. macOS `._x.png`) and
-  other files are ignored and listed as such. The output folder must not be the input folder.
+  other files are ignored and listed as such. The output folder must not be the input folder, and it is created
+  and written to (a probe file) before any model work, so a folder that cannot hold outputs is refused first.
+- Links and sizes: a link that loops (a self-link) or leads nowhere is passed over with a reason; where links are
+  not followed (`follow_links=False`, the HTTP API) every link is passed over, and the input is opened without
+  following one (no check-then-open race). An input over the size limit is passed over from its size, unread.
 - One job per input: the input is reference 1 with weight 1, so its own infotext (when it is a Reimagine image)
   makes the outputs generation + 1 with the input as parent (`mixing.lineage_of`).
 - Every output carries a `reimagine-source` PNG text chunk (SourceTag): the input's name, the SHA-256 of its file
@@ -24,11 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ParamError
+from .images import MAX_BYTES
 from .png_text import PngTextError, read_png_text
 from .schema import MAX_SEED
 
@@ -102,6 +108,7 @@ class FolderPlan:
     failed: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     tags: dict[str, list[SourceTag]] = field(default_factory=dict)
+    follow_links: bool = True  # False: inputs are opened without following a link (the HTTP API)
 
     def jobs(self, max_batch: int = 1, uneven: bool = True) -> int:
         """Sampling batches over the whole folder (a host's progress total)."""
@@ -121,20 +128,48 @@ def check_folders(input_dir: Path | str, output_dir: Path | str, names: tuple[st
         raise ParamError(names[1], str(output_dir), "a folder (this is a file)")
     if target.resolve() == source.resolve():
         raise ParamError(names[1], str(output_dir), f"a folder other than {names[0]} (outputs would become inputs)")
+    check_writable_folder(target, names[1], output_dir)
     return source.resolve(), target.resolve()
 
 
-def list_folder(folder: Path) -> tuple[list[Path], list[str]]:
-    """(input images sorted by name, names of ignored files) of a folder; subfolders do not count."""
-    images, ignored = [], []
+def check_writable_folder(folder: Path, name: str, value: object = None) -> None:
+    """Create `folder` and write a probe file in it; refused naming `name` when either fails (before model work)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".reimagine-probe-"):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        shown = str(folder if value is None else value)
+        raise ParamError(name, shown, f"a folder that can be created and written to ({why})") from None
+
+
+def list_folder(folder: Path, follow_links: bool = True) -> tuple[list[Path], list[str], list[tuple[str, str]]]:
+    """(input images sorted by name, names of ignored files, (name, reason) of links passed over) of a folder;
+    subfolders do not count."""
+    images, ignored, passed = [], [], []
     for path in sorted(folder.iterdir(), key=lambda p: p.name):
-        if not path.is_file():
+        is_input = path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+        if is_input and path.is_symlink() and (reason := link_problem(path, follow_links)):
+            passed.append((path.name, reason))
+        elif not path.is_file():
             continue
-        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+        elif is_input:
             images.append(path)
         else:
             ignored.append(path.name)
-    return images, ignored
+    return images, ignored, passed
+
+
+def link_problem(path: Path, follow_links: bool) -> str | None:
+    """Why the link `path` is passed over (None: it is followed)."""
+    if not follow_links:
+        return f"{path.name} is a link: links in the input folder are not followed here"
+    try:
+        path.resolve(strict=True)
+    except (OSError, RuntimeError):  # Python < 3.13 raises RuntimeError on a loop
+        return f"{path.name} is a link that loops or leads nowhere"
+    return None
 
 
 def job_key(values: dict[str, Any]) -> str:
@@ -188,19 +223,25 @@ def plan_folder(
     output_dir: Path | str,
     values: dict[str, Any],
     names: tuple[str, str] = ("input_dir", "output_dir"),
+    follow_links: bool = True,
 ) -> FolderPlan:
     """Check the folders, list the inputs, read the outputs' tags and decide each input's runs.
 
-    `values`: the job's checked values (the host's parameter group). An unreadable input is recorded as failed.
+    `values`: the job's checked values (the host's parameter group). An unreadable, oversized or linked input
+    (see the module's rule on links) is recorded as failed, with its reason.
     """
     source, target = check_folders(input_dir, output_dir, names)
-    images, ignored = list_folder(source)
-    plan = FolderPlan(source, target, ignored=ignored, tags=read_tags(target))
+    images, ignored, passed = list_folder(source, follow_links)
+    plan = FolderPlan(source, target, failed=passed, ignored=ignored, tags=read_tags(target), follow_links=follow_links)
     for path in images:
         try:
-            digest = file_sha256(path)
+            size = path.stat().st_size
+            digest = file_sha256(path) if size <= MAX_BYTES else ""
         except OSError as exc:
             plan.failed.append((path.name, f"cannot read {path.name} ({exc.strerror or exc})"))
+            continue
+        if size > MAX_BYTES:  # known from its size: never read, not even for its hash
+            plan.failed.append((path.name, f"{path.name} is {size} bytes; at most {MAX_BYTES} are allowed"))
             continue
         runs = runs_to_do(path.name, digest, values, plan.tags.get(path.name, []))
         if runs:

@@ -4,7 +4,10 @@ variations request is, and the rule for server paths.
 Rule for paths: the API reads and writes server folders only inside the one folder a WebUI setting names (empty:
 every batch request is refused). `input_dir` and `output_dir` may be absolute or relative to that folder; both are
 resolved (symlinks followed, `..` applied) before the check, so a link that leads out of the folder is refused too.
-A refusal is PathRefused (HTTP 403); a bad value is RequestError (HTTP 422).
+Inside the input folder no link is followed at all (`plan_folder(follow_links=False)`: each is passed over with its
+reason, and inputs are opened with O_NOFOLLOW), so no file outside the allowed folder is ever read as an input.
+A refusal is PathRefused (HTTP 403); a bad value is RequestError (HTTP 422), also an output folder that cannot be
+created or written, before any model work.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from .folder_batch import (
     runs_to_do,
     seed_at,
 )
-from .images import InputImage, open_image
+from .images import InputImage, open_image, read_image_file
 from .reimagine_plan import GeneratedImage, VariationResult
 
 
@@ -139,10 +139,7 @@ class _FolderRun:
     def load(self, pending: Pending) -> tuple[InputImage, Pending]:
         """The decoded input and its runs, decided again if the file changed since the plan (ReimagineError: a bad
         file)."""
-        try:
-            data = pending.path.read_bytes()
-        except OSError as exc:
-            raise ReimagineError(f"cannot read {pending.name} ({exc.strerror or exc})") from None
+        data = read_image_file(pending.path, pending.name, self.plan.follow_links)
         image = open_image(data, name=pending.name)
         digest = hashlib.sha256(data).hexdigest()
         if digest != pending.sha256:

@@ -43,9 +43,72 @@ def test_inputs_are_the_folders_images_by_name_not_subfolders(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "e.png").write_bytes(b"x")
-    images, ignored = list_folder(tmp_path)
+    images, ignored, passed = list_folder(tmp_path)
     assert [p.name for p in images] == ["A.JPG", "b.png", "c.webp", "d.jpeg"]
-    assert ignored == [".hidden.png", "notes.txt"]
+    assert ignored == [".hidden.png", "notes.txt"] and passed == []
+
+
+def test_a_link_to_itself_is_passed_over_with_a_reason(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    noise_image(0).save(source / "a.png")
+    os.symlink("self.png", source / "self.png")
+    plan = plan_folder(source, tmp_path / "out", VALUES)
+    assert [p.name for p in plan.pending] == ["a.png"]
+    assert plan.failed == [("self.png", "self.png is a link that loops or leads nowhere")]
+
+
+def test_links_out_of_the_input_folder_are_followed_on_the_cli_and_never_through_the_api(tmp_path):
+    source, outside = tmp_path / "in", tmp_path / "private.png"
+    source.mkdir()
+    noise_image(0).save(outside)
+    os.symlink(outside, source / "linked.png")
+    assert [p.name for p in plan_folder(source, tmp_path / "out", VALUES).pending] == ["linked.png"]  # the CLI
+    plan = plan_folder(source, tmp_path / "out", VALUES, follow_links=False)
+    assert plan.pending == [] and plan.failed == [
+        ("linked.png", "linked.png is a link: links in the input folder are not followed here")
+    ]
+
+
+def test_a_file_swapped_for_a_link_after_planning_is_not_read_through_the_api(tmp_path):
+    from sd_reimagine.folder_batch_run import BatchHost, run_folder
+
+    source, outside = tmp_path / "in", tmp_path / "private.png"
+    source.mkdir()
+    noise_image(0).save(source / "a.png")
+    noise_image(1).save(outside)
+    plan = plan_folder(source, tmp_path / "out", VALUES, follow_links=False)
+    (source / "a.png").unlink()
+    os.symlink(outside, source / "a.png")  # between the listing and the read
+
+    def never(*args):
+        raise AssertionError("no job may run on a file outside the folder")
+
+    summary = run_folder(plan, VALUES, BatchHost(never, never))
+    assert summary.failed == [("a.png", "a.png is a link: links are not followed here")] and summary.outputs == []
+
+
+def test_an_input_over_the_size_limit_is_passed_over_from_its_size(tmp_path):
+    from sd_reimagine.images import MAX_BYTES
+
+    source = tmp_path / "in"
+    source.mkdir()
+    with open(source / "huge.png", "wb") as file:
+        file.truncate(MAX_BYTES + 1)  # sparse: nothing to read but zeros, and it is never read
+    plan = plan_folder(source, tmp_path / "out", VALUES)
+    assert plan.pending == [] and plan.failed == [
+        ("huge.png", f"huge.png is {MAX_BYTES + 1} bytes; at most {MAX_BYTES} are allowed")
+    ]
+
+
+def test_an_output_folder_that_cannot_be_created_is_refused_before_any_work(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ParamError) as caught:
+        plan_folder(source, tmp_path / "file.txt" / "out", VALUES)
+    assert caught.value.name == "output_dir"
+    assert str(caught.value).endswith("is not allowed: a folder that can be created and written to (Not a directory)")
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,7 @@ def test_a_folder_then_a_rerun_that_skips_what_is_done(tiny_models, tmp_path):
     assert len(failed) == 1 and failed[0].startswith("failed: d.png: d.png is corrupt or truncated"), first.stderr
     assert "3 done, 0 skipped (already done), 1 failed, 1 ignored (not PNG/JPEG/WebP); 6 images saved" in first.stderr
     paths = [Path(line) for line in first.stdout.split()]
-    assert sorted(paths) == sorted(out.glob("*.png")) and len(paths) == 6
+    assert sorted(paths) == sorted((out / "reimagine").glob("*.png")) and len(paths) == 6  # the single jobs' folder
 
     by_input: dict[str, list[tuple[int, int]]] = {}
     for path in paths:
@@ -73,12 +73,12 @@ def test_a_folder_then_a_rerun_that_skips_what_is_done(tiny_models, tmp_path):
         by_input.setdefault(name, []).append((source_tag["index"], int(fields["Seed"])))
     assert {k: sorted(v) for k, v in by_input.items()} == {n: [(0, 5), (1, 6)] for n in ("a.png", "b.jpg", "c.png")}
 
-    before = outputs(out)
+    before = outputs(out / "reimagine")
     started = time.perf_counter()
     again = cli(*args)
     assert again.returncode == 1 and again.stdout == ""
     assert "0 done, 3 skipped (already done), 1 failed" in again.stderr and "failed: d.png:" in again.stderr
-    assert outputs(out) == before
+    assert outputs(out / "reimagine") == before
     assert time.perf_counter() - started < first_seconds  # no model load, no sampling
 
 
@@ -92,24 +92,27 @@ def test_ctrl_c_stops_after_the_current_step_and_keeps_what_is_done(tiny_models,
     env = {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not list(out.glob("*.png")) and process.poll() is None and time.monotonic() < deadline:
+    while not list(out.glob("reimagine/*.png")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 130, stderr
     assert "stopping after the current step" in stderr and "interrupted:" in stderr
     saved = [Path(line) for line in stdout.split()]
-    assert 1 <= len(saved) < 3 and sorted(saved) == sorted(out.glob("*.png"))
+    assert 1 <= len(saved) < 3 and sorted(saved) == sorted(out.glob("reimagine/*.png"))
     with Image.open(saved[0]) as image:
         assert json.loads(image.info[SOURCE_KEY])["input"] == "0.png"
 
 
 def test_image_dir_refusals(tmp_path):
     (tmp_path / "in").mkdir()
+    (tmp_path / "in.txt").write_text("a regular file: no folder can be made under it")
+    (tmp_path / "root" / "reimagine").mkdir(parents=True)
     cases = [
         (("--image", "x.png", "--image-dir", tmp_path / "in"), "not allowed with argument"),
         (("--image-dir", tmp_path / "missing"), "--image-dir="),
-        (("--image-dir", tmp_path / "in", "--out", tmp_path / "in"), "--out="),
+        (("--image-dir", tmp_path / "root" / "reimagine", "--out", tmp_path / "root"), "--out="),  # outputs = inputs
+        (("--image-dir", tmp_path / "in", "--out", tmp_path / "in.txt" / "out"), "a folder that can be created"),
     ]
     for args, fragment in cases:
         result = cli("variations", *args)

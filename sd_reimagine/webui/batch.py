@@ -67,14 +67,16 @@ def run_folder_batch(
     run: Callable[..., Any],
     group: ParamGroup,
     names: tuple[str, str] = UI_NAMES,
+    follow_links: bool = True,
 ) -> BatchSummary:
     """Plan and run a folder inside a WebUI job (shared.state begun by the caller); `run(references, values)` is the
-    host's job runner without saving. Errors about the folders name them (`names`)."""
+    host's job runner without saving. Errors about the folders name them (`names`); `follow_links` False (the API)
+    passes over every link in the input folder, so none leads out of the folder the setting allows."""
     from modules import shared
 
     values = group.validate(values)
     values["model"] = values["model"] or settings.default_model()
-    plan = plan_folder(input_dir, output_dir, values, names)
+    plan = plan_folder(input_dir, output_dir, values, names, follow_links)
     limit = settings.batch_limit()
     shared.state.job_count = max(1, plan.jobs(limit, uneven=False))
     host = BatchHost(lambda references, job_values, *_: run(references, job_values), save_png, limit, uneven=False)
@@ -85,19 +87,19 @@ def run_folder_batch(
 
 def run_locked(job: Callable[[], BatchSummary]) -> BatchSummary:
     """Run a batch for the API under the WebUI queue lock, visible in /sdapi/v1/progress."""
-    from .api import run_queued
+    from .api_common import run_queued
 
     return run_queued(job, "reimagine-batch")
 
 
 def register_route(app, host) -> None:
-    """`POST /reimagine/v1/batch` on the WebUI's FastAPI app; `host`: the adapter's ApiHost (A1111's or Forge's)."""
+    """`POST /reimagine/v1/batch` on the WebUI's FastAPI app; `host`: the profile's ApiHost (A1111's or Forge's)."""
     from fastapi import Body, HTTPException
 
     from ..api_request import RequestError
     from ..errors import ReimagineError
-    from ..folder_batch_api import PathRefused, allowed_folders, batch_json_schema, parse_batch_request
-    from .api import PREFIX, unprocessable
+    from ..folder_batch_api import PATH_FIELDS, PathRefused, allowed_folders, batch_json_schema, parse_batch_request
+    from .api_common import PREFIX, unprocessable
 
     setting = f"'{settings.BATCH_API_DIR_LABEL}' ({settings.BATCH_API_DIR})"
 
@@ -108,7 +110,7 @@ def register_route(app, host) -> None:
             source, target = allowed_folders(input_dir, output_dir, settings.batch_api_dir(), setting)
             summary = run_locked(
                 lambda: run_folder_batch(
-                    source, target, values, _api_runner(host), group, names=("input_dir", "output_dir")
+                    source, target, values, _api_runner(host), group, PATH_FIELDS, follow_links=False
                 )
             )
         except PathRefused as exc:
