@@ -1,5 +1,5 @@
 """AlwaysVisible script: the SDXL Refiner post-step accordion in txt2img and img2img (glue; logic in the package:
-sd_reimagine.webui, or sd_reimagine.forge in Forge)."""
+sd_reimagine.webui with the host's profile, sd_reimagine.webui.forge in Forge, else sd_reimagine.webui.a1111)."""
 
 import importlib.util
 
@@ -9,9 +9,13 @@ from sd_reimagine.webui import refiner_ui, xyz
 
 FORGE = bool(importlib.util.find_spec("backend") and importlib.util.find_spec("modules_forge"))
 if FORGE:
-    from sd_reimagine.forge import refiner
+    from sd_reimagine.webui.forge import refiner
+
+    def limit_warning():
+        return None
 else:
-    from sd_reimagine.webui import refiner
+    from sd_reimagine.webui.a1111 import refiner
+    from sd_reimagine.webui.a1111.swap import limit_warning
 
 
 class ReimagineRefinerScript(scripts.Script):
@@ -26,7 +30,8 @@ class ReimagineRefinerScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
-        components, self.infotext_fields = refiner_ui.build_ui(self.elem_id("reimagine_refiner"), limit_note=not FORGE)
+        note = limit_warning()  # A1111's sd_checkpoints_limit note (Forge keeps one model: none)
+        components, self.infotext_fields = refiner_ui.build_ui(self.elem_id("reimagine_refiner"), note=note)
         return components
 
     def before_process(self, p, *args):

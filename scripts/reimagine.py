@@ -1,5 +1,6 @@
-"""Registration glue: the Reimagine tab, settings, API routes and send-to buttons (logic: sd_reimagine.webui, or
-sd_reimagine.forge in Forge, recognised by its `backend` and `modules_forge` packages)."""
+"""Registration glue: the Reimagine tab, settings, API routes and send-to buttons (logic: sd_reimagine.webui, with
+the host's profile, sd_reimagine.webui.forge in Forge, recognised by its `backend` and `modules_forge` packages, else
+sd_reimagine.webui.a1111)."""
 
 import importlib.util
 
@@ -8,11 +9,11 @@ from modules import script_callbacks
 from sd_reimagine.webui import lineage_save, send_to, settings
 
 if importlib.util.find_spec("backend") and importlib.util.find_spec("modules_forge"):
-    from sd_reimagine.forge.api import register
-    from sd_reimagine.forge.tab import build_tab
+    from sd_reimagine.webui.forge.api import register
+    from sd_reimagine.webui.forge.tab import build_tab
 else:
-    from sd_reimagine.webui.api import register
-    from sd_reimagine.webui.tab import build_tab
+    from sd_reimagine.webui.a1111.api import register
+    from sd_reimagine.webui.a1111.tab import build_tab
 
 
 def on_ui_tabs():

@@ -18,8 +18,8 @@ from sd_reimagine.refiner_plan import (
     plan_refiner,
 )
 from sd_reimagine.schema import REFINER
+from sd_reimagine.webui.a1111.swap import swap_would_load
 from sd_reimagine.webui.refiner_job import webui_facts
-from sd_reimagine.webui.swap import swap_would_load
 
 CONTINUING = ("Euler", "Euler a")
 VALUES = REFINER.validate({"enabled": True, "refiner": "xl-refiner"})

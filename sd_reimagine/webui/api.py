@@ -4,7 +4,6 @@
 
 import base64
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
@@ -12,30 +11,9 @@ from ..api_request import RequestError, parse_variations_request, request_json_s
 from ..errors import ParamError, ReimagineError
 from ..images import png_bytes
 from ..lineage_tree import own_hash_chunks
+from .api_common import PREFIX, ApiHost, run_queued, unprocessable
 
-PREFIX = "/reimagine/v1"
 KINDS = ("unclip-h", "unclip-l", "unclip", "sdxl-base", "sdxl-refiner", "sd", "unknown")
-
-
-@dataclass(frozen=True)
-class ApiHost:
-    """What the routes take from a host adapter (A1111's by default; Forge passes its own)."""
-
-    host_group: Callable[[], Any]
-    run_reimagine: Callable[..., Any]
-    loaded_checkpoint: Callable[[], Any]
-    name: str = ""  # reported by /version when set
-    # The post-step after a Reimagine job: (its JSON object) -> checked values, and its group; None: not on this host.
-    refiner_values: Callable[[dict], dict] | None = None
-    refiner_group: Callable[[], Any] | None = None
-
-
-def a1111_host() -> ApiHost:
-    from .refiner import webui_group
-    from .reimagine import host_group, run_reimagine
-    from .swap import loaded_checkpoint
-
-    return ApiHost(host_group, run_reimagine, loaded_checkpoint, "", refiner_request_values, webui_group)
 
 
 def refiner_request_values(block: dict) -> dict[str, Any]:
@@ -45,17 +23,9 @@ def refiner_request_values(block: dict) -> dict[str, Any]:
     return script_values([block], strict=True)
 
 
-def request_schema(host: ApiHost | None = None) -> dict[str, Any]:
+def request_schema(host: ApiHost) -> dict[str, Any]:
     """The Reimagine parameters' JSON schema plus `images`."""
-    host = host or a1111_host()
     return request_json_schema(host.host_group(), host.refiner_group() if host.refiner_group else None)
-
-
-def unprocessable(loc: list[Any], message: str):
-    """HTTP 422 shaped like FastAPI's validation errors, naming the field."""
-    from fastapi import HTTPException
-
-    return HTTPException(status_code=422, detail=[{"loc": loc, "msg": message, "type": "value_error"}])
 
 
 def error_location(exc: ReimagineError) -> list[Any]:
@@ -71,23 +41,6 @@ def error_location(exc: ReimagineError) -> list[Any]:
 def run_job(references: list[Any], values: dict[str, Any], run_reimagine: Callable[..., Any], **extra: Any):
     """Run one job under the WebUI queue lock with progress visible in /sdapi/v1/progress (`extra`: the refiner)."""
     return run_queued(lambda: run_reimagine(references, values, save=False, is_api=True, **extra), "reimagine")
-
-
-def run_queued(job: Callable[[], Any], name: str) -> Any:
-    """`job()` under the WebUI queue lock as one task of /sdapi/v1/progress named `name` (API routes)."""
-    from modules import call_queue, progress, shared
-
-    task_id = progress.create_task_id("reimagine")
-    progress.add_task_to_queue(task_id)
-    with call_queue.queue_lock:
-        shared.state.begin(job=name)
-        progress.start_task(task_id)
-        try:
-            return job()
-        finally:
-            progress.finish_task(task_id)
-            shared.state.end()
-            shared.total_tqdm.clear()
 
 
 def parse_refiner(host: ApiHost, block: dict) -> dict[str, Any]:
@@ -107,8 +60,8 @@ def encode_png(image, infotext: str) -> str:
     return base64.b64encode(png_bytes(image, infotext, own_hash_chunks(image, infotext))).decode("ascii")
 
 
-def register(app, host: ApiHost | None = None) -> None:
-    """Add the routes to the WebUI's FastAPI app (from on_app_started); `host`: the adapter (default A1111).
+def register(app, host: ApiHost) -> None:
+    """Add the routes to the WebUI's FastAPI app (from on_app_started); `host`: the host profile's parts.
 
     Every route carries the host's own `--api-auth` check, and none is added where the host serves no API.
     """
@@ -116,13 +69,13 @@ def register(app, host: ApiHost | None = None) -> None:
 
     from . import batch
     from .api_access import webui_guarded_app
+    from .checkpoint_lookup import list_checkpoints_by_kind
     from .settings import default_model
-    from .swap import list_checkpoints_by_kind, swap_times_after
+    from .swap_records import swap_times_after
 
     app = webui_guarded_app(app)
     if app is None:
         return
-    host = host or a1111_host()
 
     def version() -> dict[str, Any]:
         answer = {"name": "sd-webui-reimagine", "version": __version__, "api": "v1"}

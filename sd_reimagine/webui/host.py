@@ -1,6 +1,6 @@
-"""What the WebUI adapter reads from the running WebUI, in one small interface.
+"""What the WebUI family reads from the running WebUI (A1111 or Forge), in one small interface.
 
-The adapter's own decisions that need no model (its parameter groups, the default refiner, paste-back values, the
+The shared code's own decisions that need no model (its parameter groups, the default refiner, paste-back values, the
 facts of a job) take a `HostLists`; `live_lists()` reads it from the WebUI, and CI passes a stand-in.
 """
 
@@ -24,7 +24,7 @@ def live_lists() -> HostLists:
     """The lists of the running WebUI."""
     from modules import sd_samplers, sd_samplers_kdiffusion, sd_schedulers
 
-    from .swap import list_checkpoints_by_kind
+    from .checkpoint_lookup import list_checkpoints_by_kind
 
     return HostLists(
         samplers=tuple(sd_samplers.visible_sampler_names()),

@@ -1,16 +1,16 @@
-"""SDXL Refiner post-step for txt2img/img2img in the WebUI: the hooks that execute the core's plan.
+"""SDXL Refiner post-step for txt2img/img2img in both WebUI hosts: the hooks' shared body, executing the core's plan.
 
 What a job does is decided in `sd_reimagine.refiner_plan` (steps per model, hand-over or pixel bridge, kept images,
-infotext); this adapter reports the WebUI's facts (`refiner_job.webui_facts`) and runs the plan:
+infotext); each host's module (`a1111/refiner.py`, `forge/refiner.py`) reports its facts and swaps models, and calls
+these for the rest:
 - before_process: parse + validate the arguments, resolve the refiner checkpoint (exact name, a kind that can
   refine, a file the loader accepts), plan, switch the built-in refiner off when the plan says so, write the
   provisional `Post-refiner ...` keys. A refused value stops the job before any sampling (`refiner_job.fail_job`).
 - process_before_every_sampling (handoff only): the base sampler's sigma schedule is cut where the plan's split
-  puts the switch sigma `sigma_at_timestep(alphas_cumprod, switch_timestep)`.
-- post_sample: `refiner_step.run_post_step` re-plans with the base's latent space, swaps to the refiner
-  (`swap.swapped_model`: the user's model comes back also after an error or an interrupt), samples the plan's
-  sigmas with the WebUI sampler and decodes with the refiner's VAE (`already_decoded`), then records the plan's
-  infotext.
+  puts the switch sigma `sigma_at_timestep(alphas_cumprod, switch_timestep)` (`cut_schedule`).
+- post_sample: the host's post-step re-plans with the base's latent space, swaps to the refiner (the user's model
+  comes back also after an error or an interrupt), samples the plan's sigmas with the WebUI sampler and decodes
+  with the refiner's VAE (`refiner_step`), or keeps the batch for one residency (`refiner_batches`).
 - postprocess: kept base images (the plan's `Post-refiner output: base` fields) are appended and saved as `-base`.
 Files: `refiner_job.py` (state, facts, refusals), `refiner_step.py` (the refiner pass), `refiner_ui.py` (UI,
 paste-back).
@@ -19,7 +19,7 @@ paste-back).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import ReimagineError
@@ -32,11 +32,11 @@ from ..refiner_plan import (
 )
 from ..schedule import sigma_at_timestep
 from ..schema import REFINER, ParamGroup
-from . import swap
+from .checkpoint_lookup import resolve_for_role
 from .host import HostLists, live_lists
-from .refiner_batches import defer_batch, keep_unshown, show_batches
-from .refiner_job import JOB_ATTR, Handoff, RefinerJob, _FailedSamples, fail_job, job_error, live_facts
-from .refiner_step import base_image, run_post_step
+from .refiner_batches import keep_unshown, show_batches
+from .refiner_job import JOB_ATTR, FailedSamples, Handoff, RefinerJob, fail_job, job_error
+from .refiner_step import base_image
 
 log = logging.getLogger("sd_reimagine")
 
@@ -96,29 +96,28 @@ def pasted_values(fields: Mapping[str, str], lists: HostLists | None = None) -> 
 # --- hooks -------------------------------------------------------------------------------------------------------
 
 
-def before_process(p, args: Sequence[Any], facts=None, warn_limit: bool = True) -> None:
-    """Validate, resolve the refiner, plan the job with what is known now and write the infotext keys.
+def before_process(p, args: Sequence[Any], facts: Callable[..., Any]) -> RefinerJob | None:
+    """Validate, resolve the refiner, plan the job with what is known now and write the infotext keys; the job, or
+    None when the post-step is off or refused.
 
-    facts(p, values, info): the host's fact builder (default A1111's `live_facts`; Forge passes its own);
-    warn_limit: say once when `sd_checkpoints_limit` makes every swap a disk load (A1111 only)."""
-    facts = facts or live_facts
+    facts(p, values, info, base_model=None, pixels_reason=""): the host's fact builder (its `refiner_facts`)."""
     setattr(p, JOB_ATTR, None)
     try:
         values = script_values(args, getattr(p, OVERRIDES_ATTR, None), strict=bool(getattr(p, "is_api", False)))
         if not values["enabled"]:
-            return
-        info = swap.resolve_for_role(values["refiner"], "refiner", "refiner")
+            return None
+        info = resolve_for_role(values["refiner"], "refiner", "refiner")
         plan = plan_refiner(values, facts(p, values, info), info.short_title)
     except ReimagineError as error:
         fail_job(p, error)
-        return
-    setattr(p, JOB_ATTR, RefinerJob(values, info, plan))
+        return None
+    job = RefinerJob(values, info, plan, facts=facts)
+    setattr(p, JOB_ATTR, job)
     # provisional until the base has run: its latent space (hence any pixel bridge) is known only then
     p.extra_generation_params.update({k: v for k, v in plan.fields().items() if k != BRIDGE_KEY})
     if plan.builtin_off:
         switch_builtin_refiner_off(p, plan)
-    if warn_limit:
-        swap.limit_warning()
+    return job
 
 
 def switch_builtin_refiner_off(p, plan: RefinerPlan) -> None:
@@ -128,22 +127,21 @@ def switch_builtin_refiner_off(p, plan: RefinerPlan) -> None:
     print(f"Reimagine post-refiner: {plan.note}")
 
 
-def before_sampling(p) -> None:
-    """Handoff: cut the base's schedule at the switch sigma (only the last pass when hires fix runs)."""
+def handoff_job(p) -> RefinerJob | None:
+    """The job whose base schedule this sampling pass cuts (handoff mode; only the last pass when hires fix runs)."""
     job: RefinerJob | None = getattr(p, JOB_ATTR, None)
     if job is None or job.mode != "handoff":
-        return
+        return None
     if getattr(p, "enable_hr", False) and not getattr(p, "is_hr_pass", False):
-        return
-    from modules import shared
+        return None
+    return job
 
-    sigma_switch = sigma_at_timestep(_alphas(shared.sd_model), job.plan.switch_timestep)
+
+def cut_schedule(p, job: RefinerJob, alphas_cumprod: Sequence[float]) -> None:
+    """Handoff: cut the base sampler's schedule at the switch sigma of the base's training schedule."""
+    sigma_switch = sigma_at_timestep(list(alphas_cumprod), job.plan.switch_timestep)
     job.handoff = Handoff()
     stop_base_at(p.sampler, job, sigma_switch)
-
-
-def _alphas(model) -> list[float]:
-    return [float(a) for a in model.alphas_cumprod]
 
 
 def stop_base_at(sampler, job: RefinerJob, sigma_switch: float) -> None:
@@ -179,9 +177,18 @@ def stop_base_at(sampler, job: RefinerJob, sigma_switch: float) -> None:
     sampler.get_sigmas, sampler.sample, sampler.sample_img2img = cut_sigmas, cut_sample, cut_sample_img2img
 
 
-def post_sample(p, ps) -> None:
+def post_sample(
+    p,
+    ps,
+    one_residency: Callable[[Any, RefinerJob], bool],
+    defer: Callable[..., Any],
+    refine: Callable[[Any, RefinerJob, Any], Any],
+) -> None:
     """Run the refiner on this batch, or keep it for the job's one refiner residency (the plan says which); on
-    error the job fails with it (the user's model is restored first)."""
+    error the job fails with it (the user's model is restored first).
+
+    The host's parts: one_residency(p, job) (the plan's decision at the first batch), defer(p, job, samples,
+    stopped) (`refiner_batches.defer_batch` with its swap) and refine(p, job, samples) (its post-step)."""
     from modules import shared
 
     job: RefinerJob | None = getattr(p, JOB_ATTR, None)
@@ -190,27 +197,24 @@ def post_sample(p, ps) -> None:
     stopped = bool(shared.state.interrupted or shared.state.skipped)
     try:
         if p.iteration == 0:
-            job.one_residency = plans_one_residency(p, job)
+            job.one_residency = one_residency(p, job)
         if job.one_residency:
-            ps.samples = defer_batch(p, job, ps.samples, skipped=stopped)
+            ps.samples = defer(p, job, ps.samples, stopped)
         elif stopped:
             p.extra_generation_params[NOTE_KEY] = "skipped: the job was interrupted"  # reports what happened
         else:
-            ps.samples = run_post_step(p, job, ps.samples)
+            ps.samples = refine(p, job, ps.samples)
     except ReimagineError as error:  # the WebUI's hook wrapper would only log it: fail the job instead
         log.warning("Reimagine post-refiner stopped the job: %s", error)
-        ps.samples = _FailedSamples(job_error(error))
+        ps.samples = FailedSamples(job_error(error))
     except Exception as error:
         log.exception("Reimagine post-refiner failed")
-        ps.samples = _FailedSamples(error)
+        ps.samples = FailedSamples(error)
 
 
-def plans_one_residency(p, job: RefinerJob) -> bool:
-    """The plan's residency decision for this job, with the facts known once the first base batch has run."""
-    from modules import shared
-
-    facts = live_facts(p, job.values, job.info, shared.sd_model)
-    return plan_refiner(job.values, facts, job.plan.refiner).one_residency
+def planned_residency(p, job: RefinerJob, base_model) -> bool:
+    """The plan's residency decision for this job, with the host's facts once the first base batch has run."""
+    return plan_refiner(job.values, job.facts(p, job.values, job.info, base_model), job.plan.refiner).one_residency
 
 
 def postprocess_batch_list(p, pp) -> None:

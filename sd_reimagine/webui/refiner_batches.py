@@ -1,4 +1,4 @@
-"""One refiner residency per job in the WebUI: every batch's base output waits, then the refiner refines them all.
+"""One refiner residency per job (both WebUI hosts): every batch's base output waits, then the refiner refines all.
 
 The WebUI runs a job batch by batch (base, post_sample, decode, save); a post-step that swaps models in each batch
 pays a refiner load and a base reload per batch (2N loads at `sd_checkpoints_limit` 1). When the plan says
@@ -17,17 +17,17 @@ from dataclasses import replace
 
 from ..refiner_plan import NOTE_KEY
 from .refiner_job import BaseBatch, RefinerJob
-from .refiner_step import finish_refining, prepare_batch, refine_batch, swapped_model_guard
+from .refiner_step import finish_refining, prepare_batch, refine_batch
 
 log = logging.getLogger("sd_reimagine")
 UNREFINED_NOTE = "refiner not run on some images: the job was interrupted or skipped (their base image is kept)"
 
 
-def defer_batch(p, job: RefinerJob, samples, skipped: bool, prepare=prepare_batch, residency=swapped_model_guard):
+def defer_batch(p, job: RefinerJob, samples, skipped: bool, residency, prepare=prepare_batch):
     """Keep this batch's base output; the last batch refines every batch in one refiner load.
 
-    prepare(p, job, samples, keep_pixels=True) -> BaseBatch and residency(job) -> context manager yielding the loaded
-    refiner: the host's (A1111's by default; Forge passes its own swap)."""
+    residency(job) -> context manager yielding the loaded refiner (the host's swap) and prepare(p, job, samples,
+    keep_pixels=True) -> BaseBatch (Forge wraps the shared one)."""
     from modules import processing
 
     batch = prepare(p, job, samples, keep_pixels=True)
@@ -39,7 +39,7 @@ def defer_batch(p, job: RefinerJob, samples, skipped: bool, prepare=prepare_batc
     return processing.DecodedSamples(results[-len(batch.seeds) :])
 
 
-def refine_deferred(p, job: RefinerJob, residency=swapped_model_guard) -> list:
+def refine_deferred(p, job: RefinerJob, residency) -> list:
     """Refine the kept batches in one residency; returns every image of the job (refined, or its base image)."""
     from modules import shared
 

@@ -1,9 +1,10 @@
-"""Per-job state of the SDXL Refiner post-step in the WebUI, and how a refused job stops (HTTP 422 in the API)."""
+"""Per-job state of the SDXL Refiner post-step in both WebUI hosts, the facts they report (`webui_facts`), and how a
+refused job stops (HTTP 422 in the API)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -11,7 +12,6 @@ from typing import Any
 from ..errors import ReimagineError
 from ..refiner_plan import PIXELS, RESIDENCY_AUTO, BaseFacts, HandoffSplit, RefinerPlan
 from ..schema import refiner_or_base
-from . import swap
 
 log = logging.getLogger("sd_reimagine")
 
@@ -60,6 +60,8 @@ class RefinerJob:
     deferred: list[BaseBatch] = field(default_factory=list)  # one residency: batches waiting for the refiner
     flushed: list[Any] = field(default_factory=list)  # one residency: every batch's result, shown with the last
     one_residency: bool = False  # decided by the plan at the first batch
+    # the host's facts(p, values, info, base_model, pixels_reason) -> BaseFacts, to re-plan once the base has run
+    facts: Callable[..., BaseFacts] | None = None
 
     @property
     def mode(self) -> str:
@@ -90,7 +92,7 @@ def job_error(error: BaseException) -> BaseException:
     return refused_job_class()(str(error)) if isinstance(error, ReimagineError) else error
 
 
-class _FailedSamples(list):
+class FailedSamples(list):
     """Post-sample result that re-raises the post-step's error when the WebUI reads it (its hooks swallow errors)."""
 
     def __init__(self, error: BaseException):
@@ -166,25 +168,3 @@ def why_not_one_residency(p) -> str:
     if getattr(p, "color_corrections", None):
         return "colour corrections are applied batch by batch"
     return ""
-
-
-def live_facts(p, values: Mapping[str, Any], info, base_model=None, pixels_reason: str = "") -> BaseFacts:
-    """webui_facts with the running WebUI's sampler list and the refiner file's kind."""
-    from . import settings
-    from .host import live_lists
-
-    is_sdxl = None if base_model is None else bool(getattr(base_model, "is_sdxl", False))
-    continuing = live_lists().continuing_samplers
-    kind = swap.checkpoint_kind(info.filename)
-    loads = a1111_swap_loads(base_model, info)
-    residency = settings.refiner_residency()
-    return webui_facts(p, values, kind, continuing, is_sdxl, pixels_reason, residency=residency, swap_loads=loads)
-
-
-def a1111_swap_loads(base_model, info) -> bool:
-    """A1111's fact: the user's model, the base and the refiner do not all fit in `sd_checkpoints_limit`."""
-    from modules import shared
-
-    base_info = getattr(base_model, "sd_checkpoint_info", None) if base_model is not None else swap.loaded_checkpoint()
-    titles = [str(shared.opts.sd_model_checkpoint or ""), getattr(base_info, "title", ""), info.title]
-    return swap.swap_would_load(swap.checkpoints_limit(), titles)

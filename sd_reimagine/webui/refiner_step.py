@@ -1,6 +1,7 @@
-"""The SDXL refiner pass in the WebUI: swap, hand-over or pixel bridge, conditioning, sampling, kept base images.
+"""The SDXL refiner pass in both WebUI hosts: hand-over or pixel bridge, conditioning, sampling, kept base images.
 
-It executes the core's plan (`sd_reimagine.refiner_plan`); the hooks in `refiner.py` call it from `post_sample`.
+It executes the core's plan (`sd_reimagine.refiner_plan`); each host's post-step (`a1111/refiner.py`,
+`forge/refiner.py`) calls it with the refiner its swap loaded.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import copy
 import logging
 from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 from ..errors import ReimagineError
@@ -21,21 +21,10 @@ from ..refiner_plan import (
     plan_refiner,
 )
 from ..schema import refiner_or_base
-from . import swap
-from .refiner_job import HIRES_OUTPUT, JOB_ATTR, BaseBatch, RefinerJob, live_facts
+from .refiner_job import HIRES_OUTPUT, JOB_ATTR, BaseBatch, RefinerJob
 
 log = logging.getLogger("sd_reimagine")
 AESTHETIC_OPTIONS = ("sdxl_refiner_high_aesthetic_score", "sdxl_refiner_low_aesthetic_score")
-
-
-def run_post_step(p, job: RefinerJob, samples):
-    """Base output (latents, or pixels after hires fix) -> refined pixels (`DecodedSamples`), as the plan says."""
-    batch = prepare_batch(p, job, samples)
-    with swapped_model_guard(job) as refiner_model:
-        job.plan = replace(job.plan, refiner=job.info.short_title)  # with its hash now that it is loaded
-        result = refine_batch(p, job, batch, refiner_model)
-    finish_refining(p, job, [batch])
-    return result
 
 
 def prepare_batch(p, job: RefinerJob, samples, keep_pixels: bool = False) -> BaseBatch:
@@ -47,9 +36,7 @@ def prepare_batch(p, job: RefinerJob, samples, keep_pixels: bool = False) -> Bas
     decoded = bool(getattr(samples, "already_decoded", False))
     latents = job.handoff.latents if job.mode == "handoff" and decoded else (None if decoded else samples)
     pixels_reason = HIRES_OUTPUT if latents is None else ""
-    job.plan = plan_refiner(
-        job.values, live_facts(p, job.values, job.info, base_model, pixels_reason), job.plan.refiner
-    )
+    job.plan = plan_refiner(job.values, job.facts(p, job.values, job.info, base_model, pixels_reason), job.plan.refiner)
     direct = job.plan.handover == LATENTS
     need_pixels = keep_pixels or not direct or job.plan.keep_base
     base_x0 = handoff_x0(job, latents) if job.mode == "handoff" and need_pixels else None
@@ -113,74 +100,6 @@ def handoff_x0(job: RefinerJob, latents):
         return sampler.model_wrap_cfg(
             latents, latents.new_full((latents.shape[0],), sigma), **sampler.sampler_extra_args
         )
-
-
-@contextmanager
-def swapped_model_guard(job: RefinerJob):
-    """The refiner as shared.sd_model with its own VAE; swap.swapped_model puts the user's model and VAE back."""
-    from modules import shared
-
-    with swap.swapped_model(job.info, field="refiner"):
-        keep_own_vae(shared.sd_model)
-        yield shared.sd_model
-
-
-def own_vae(checkpoint_file: str) -> str | None:
-    """The VAE that belongs to a checkpoint: user metadata or a file named after it, else the one baked in (None)."""
-    from modules import sd_vae
-
-    from_metadata = sd_vae.resolve_vae_from_user_metadata(checkpoint_file)
-    if from_metadata.resolved:
-        return from_metadata.vae
-    return sd_vae.find_vae_near_checkpoint(checkpoint_file)
-
-
-_VAE_CACHE: dict[tuple[str, float], dict[str, Any]] = {}
-
-
-def keep_own_vae(model) -> None:
-    """A globally selected VAE (an SD 1.x one, say) is never applied to the refiner: its own weights are loaded.
-
-    Only the refiner object's VAE weights change; the WebUI's VAE bookkeeping (one global `loaded_vae_file` for all
-    loaded models) is left alone, so the user's model keeps the VAE the user chose.
-    """
-    from modules import devices, sd_vae
-
-    filename = model.sd_checkpoint_info.filename
-    wanted = own_vae(filename)
-    if sd_vae.resolve_vae(filename).vae == wanted:
-        return  # the WebUI's own choice for the refiner is already its own VAE
-    print(f"Reimagine post-refiner: refiner uses its own VAE ({wanted or 'built in'}), not the selected one")
-    model.first_stage_model.load_state_dict(own_vae_weights(filename, wanted))
-    model.first_stage_model.to(devices.dtype_vae)
-
-
-def own_vae_weights(checkpoint_file: str, vae_file: str | None) -> dict[str, Any]:
-    """VAE state dict from a VAE file or the VAE baked into a checkpoint (cached by path and mtime)."""
-    import os
-
-    from modules import sd_vae
-
-    source = vae_file or checkpoint_file
-    key = (source, os.path.getmtime(source))
-    if key not in _VAE_CACHE:
-        _VAE_CACHE.clear()
-        _VAE_CACHE[key] = sd_vae.load_vae_dict(vae_file, "cpu") if vae_file else baked_vae(checkpoint_file)
-    return _VAE_CACHE[key]
-
-
-def baked_vae(checkpoint_file: str) -> dict[str, Any]:
-    """The `first_stage_model.*` tensors of a checkpoint (safetensors: only those are read)."""
-    prefix = "first_stage_model."
-    if checkpoint_file.endswith(".safetensors"):
-        from safetensors import safe_open
-
-        with safe_open(checkpoint_file, framework="pt", device="cpu") as handle:
-            return {k[len(prefix) :]: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}
-    from modules import sd_models
-
-    state = sd_models.read_state_dict(checkpoint_file, map_location="cpu")
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def base_pixels(job: RefinerJob, samples, decoded: bool, base_x0, base_model):

@@ -7,18 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ReimagineError
-from ..refiner_plan import (
-    KEY,
-)
-from . import swap
+from ..refiner_plan import KEY
+from .checkpoint_lookup import resolve_checkpoint, titles_for_role
 from .refiner import pasted_values, webui_group
 
 log = logging.getLogger("sd_reimagine")
 
 
-def build_ui(elem_prefix: str, limit_note: bool = True) -> tuple[list, list]:
+def build_ui(elem_prefix: str, note: str | None = None) -> tuple[list, list]:
     """The accordion (its checkbox is `enabled`) with one control per parameter: (components in schema order, paste
-    fields). limit_note: show the `sd_checkpoints_limit` note (an A1111 setting; Forge keeps one model)."""
+    fields). note: the host's note about its swaps, shown under the controls (A1111's `sd_checkpoints_limit`)."""
     import gradio as gr
     from modules.ui_components import InputAccordion
 
@@ -36,16 +34,15 @@ def build_ui(elem_prefix: str, limit_note: bool = True) -> tuple[list, list]:
             elem_id=f"{elem_prefix}_refiner",
         )
         parameter_controls(controls, group, elem_prefix, skip=("enabled", "refiner"))
-        message = swap.limit_warning() if limit_note else None
-        if message:
-            gr.Markdown(f"Note: {message}", elem_classes=["reimagine-note"])
+        if note:
+            gr.Markdown(f"Note: {note}", elem_classes=["reimagine-note"])
     components = [enabled, *(controls.params[name] for name in group.names[1:])]
     return components, paste_fields(dict(zip(group.names, components, strict=True)))
 
 
 def checkpoint_titles() -> list[str]:
     """The checkpoints the post-step can run: SDXL refiners first, then SDXL bases."""
-    return swap.titles_for_role("refiner")
+    return titles_for_role("refiner")
 
 
 def paste_fields(components: Mapping[str, Any]) -> list:
@@ -81,6 +78,6 @@ def _safe_pasted_values(fields: Mapping[str, str]) -> dict[str, Any] | None:
 
 def _title_or_name(name: str) -> str:
     try:
-        return swap.resolve_checkpoint(name).title
+        return resolve_checkpoint(name).title
     except ReimagineError:
         return name

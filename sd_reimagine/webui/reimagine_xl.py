@@ -1,5 +1,7 @@
-"""Reimagine XL on the WebUI's own SDXL model and samplers: the core's pooled image conditioning
-(`sd_reimagine.reimagine_xl`) put into the `vector` of each image's SDXL conditioning, per image seed."""
+"""Reimagine XL on the WebUI family's own SDXL model and samplers (A1111 and Forge): the core's pooled image
+conditioning (`sd_reimagine.reimagine_xl`) put into the `vector` of each image's SDXL conditioning, per image seed,
+and the vision tower from the WebUI's `models/clip_vision` (kept between jobs). Each host checks its own loaded
+SDXL model (`a1111/reimagine.py`, `forge/reimagine_xl.py`)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,8 @@ from functools import lru_cache
 import torch
 
 from ..clip_vision import VisionTower, find_image_encoder, load_vision_tower
-from ..errors import ParamError
 from ..reimagine_plan import ReimaginePlan
-from ..reimagine_xl import check_embedding_size, image_pooled_for_seed, mix_pooled
+from ..reimagine_xl import image_pooled_for_seed, mix_pooled
 
 _towers: dict[str, VisionTower] = {}  # one loaded tower, kept between jobs (the bigG tower is large)
 
@@ -36,17 +37,6 @@ def vision_tower(spec: str, device=None, dtype=None) -> VisionTower:
         _towers.clear()
         _towers[source] = load_vision_tower(source, [clip_vision_folder()], dtype=dtype, device=device)
     return _towers[source]
-
-
-def check_loaded_sdxl(sd_model, title: str, tower: VisionTower) -> None:
-    """The loaded model must be an SDXL model whose pooled text embedding the tower's embedding can replace."""
-    # The OpenCLIP bigG text embedder (the WebUI wraps it, `.wrapped`) projects the pooled text embedding.
-    embedders = [getattr(e, "wrapped", e) for e in getattr(getattr(sd_model, "conditioner", None), "embedders", [])]
-    projections = [getattr(getattr(e, "model", None), "text_projection", None) for e in embedders]
-    pooled = [p.shape[-1] for p in projections if p is not None]
-    if not getattr(sd_model, "is_sdxl", False) or not pooled:
-        raise ParamError("model", title, "an SDXL base checkpoint (the WebUI did not load it as one)")
-    check_embedding_size(tower.embedding_size, int(pooled[0]))
 
 
 class XlConditioning:

@@ -22,7 +22,7 @@ def on_ui_settings() -> None:
     import gradio as gr
     from modules import shared
 
-    from .swap import unclip_titles
+    from .checkpoint_lookup import unclip_titles
 
     shared.opts.add_option(
         DEFAULT_MODEL,
@@ -81,7 +81,7 @@ def get(name: str, default: Any = None) -> Any:
 def default_model() -> str:
     """The unCLIP checkpoint a job uses when none is given: the setting, else the first unCLIP checkpoint found."""
     from ..errors import ParamError
-    from .swap import unclip_titles
+    from .checkpoint_lookup import unclip_titles
 
     chosen = str(get(DEFAULT_MODEL, "") or "")
     if chosen:

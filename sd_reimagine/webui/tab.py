@@ -1,4 +1,5 @@
-"""The Reimagine tab: the shared schema controls, the WebUI's prompt row, output panel, progress and paste-back."""
+"""The Reimagine tab in both WebUI hosts: the shared schema controls, the WebUI's prompt row, output panel, progress
+and paste-back, around the host's job runner and parameter group."""
 
 # No `from __future__ import annotations`: gradio reads the gr.SelectData annotation of the select handler.
 
@@ -10,9 +11,8 @@ from ..errors import ReimagineError
 from ..infotext import NOISE_LEVEL
 from ..ui import Controls, load_references, parameter_controls, reference_slots
 from . import refiner_ui
-from .reimagine import host_group, run_reimagine
+from .checkpoint_lookup import reimagine_titles
 from .settings import outdir
-from .swap import reimagine_titles
 from .tab_batch import batch_section, wire_batch
 from .tab_lineage import lineage_accordion
 
@@ -57,13 +57,12 @@ def infotext_html(text: str) -> str:
     return "<p>" + "<br>\n".join(html.escape(line) for line in text.split("\n")) + "</p>"
 
 
-def make_generate(controls: Controls, run=None, refiner_count: int = 0):
+def make_generate(controls: Controls, run, refiner_count: int = 0):
     """The click handler: (task id, prompt, negative, model, *controls, *refiner controls) -> gallery, info json,
     info html, log html.
 
-    run: the job runner (default: this adapter's `run_reimagine`; the Forge adapter passes its own);
+    run: the host's job runner (`run_reimagine`, or Forge's on its main thread);
     refiner_count: how many trailing arguments are the SDXL Refiner post-step's controls (0: none in this tab)."""
-    run = run or run_reimagine
 
     def generate(id_task: str, prompt: str, negative_prompt: str, model: str | None, *args: Any):
         import gradio as gr
@@ -119,15 +118,12 @@ def take_as_reference(gallery: list, info_json: str, index: int):
     return image
 
 
-def build_tab(run=None, group=None, titles_of=None, post_step: bool | None = None):
-    """The Blocks of the tab (for on_ui_tabs); `run` and `group` (job runner, parameter group) default to this
-    adapter's, the Forge adapter passes its own."""
+def build_tab(run, group, titles_of=reimagine_titles, post_step: bool = True):
+    """The Blocks of the tab (for on_ui_tabs) around the host's job runner `run` and parameter group `group`;
+    post_step: the SDXL Refiner post-step accordion under the controls."""
     import gradio as gr
     from modules import call_queue, ui_common, ui_toprow
 
-    group = group or host_group()
-    post_step = run is None if post_step is None else post_step  # the post-step runs after this adapter's jobs
-    titles_of = titles_of or reimagine_titles
     controls = Controls()
     with gr.Blocks(analytics_enabled=False) as tab:
         toprow = ui_toprow.Toprow(is_img2img=False, id_part=TAB)
@@ -137,8 +133,8 @@ def build_tab(run=None, group=None, titles_of=None, post_step: bool | None = Non
                 model = model_dropdown(titles_of)
                 reference_slots(controls, TAB)
                 parameter_controls(controls, group, TAB, skip=PROMPT_PARAMS)
-                # The post-step after the variations (A1111): the txt2img accordion's controls, its own elem ids.
-                refiner_inputs = refiner_ui.build_ui("reimagine_tab_refiner", limit_note=False)[0] if post_step else []
+                # The post-step after the variations: the txt2img accordion's controls, its own elem ids.
+                refiner_inputs = refiner_ui.build_ui("reimagine_tab_refiner")[0] if post_step else []
                 batch = batch_section()
             with gr.Column(elem_id="reimagine_output_column"):
                 output = ui_common.create_output_panel(TAB, outdir())

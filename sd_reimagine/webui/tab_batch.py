@@ -1,6 +1,6 @@
 """The Reimagine tab's Batch section: input folder, output folder and "Generate batch", with the tab's own controls
 (like img2img's Batch tab). Not built where the WebUI hides folder paths (`--hide-ui-dir-config`). The folder runs
-through `webui.batch.run_folder_batch` with the tab's job runner (A1111's `run_reimagine`, or Forge's)."""
+through `webui.batch.run_folder_batch` with the tab's job runner (the host's `run_reimagine`)."""
 
 from __future__ import annotations
 
@@ -50,15 +50,13 @@ def batch_section() -> BatchSection | None:
     return BatchSection(input_dir, output_dir, button)
 
 
-def wire_batch(section: BatchSection | None, controls, task_id, toprow, model, output, run=None, group=None) -> None:
+def wire_batch(section: BatchSection | None, controls, task_id, toprow, model, output, run, group) -> None:
     """Connect "Generate batch" to the tab's inputs and output panel (nothing when the section is hidden)."""
     if section is None:
         return
     from modules import call_queue
 
-    from .reimagine import host_group, run_reimagine
-
-    handler = make_batch_generate(controls, run or run_reimagine, group or host_group())
+    handler = make_batch_generate(controls, run, group)
     section.button.click(
         fn=call_queue.wrap_gradio_gpu_call(handler, extra_outputs=[None, "", ""]),
         _js="submit_reimagine",

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import ReimagineError
 from ..schema import REFINER, Param
-from . import swap
+from .checkpoint_lookup import resolve_for_role, titles_for_role
 from .refiner import OVERRIDES_ATTR
 
 XYZ_MODULE = "xyz_grid.py"
@@ -37,7 +37,7 @@ def confirm_param(param: Param):
     def confirm(_p, values) -> None:
         for value in values:
             if param.name == "refiner":
-                swap.resolve_for_role(value, "refiner", "refiner")
+                resolve_for_role(value, "refiner", "refiner")
             else:
                 param.coerce(value)
 
@@ -58,7 +58,7 @@ def make_axis(module, param: Param):
             format_value=module.format_remove_path,
             confirm=confirm_param(param),
             cost=1.0,
-            choices=lambda: swap.titles_for_role("refiner"),
+            choices=lambda: titles_for_role("refiner"),
         )
     return module.AxisOption(axis_label(param), param.kind, apply_override(param.name), confirm=confirm_param(param))
 

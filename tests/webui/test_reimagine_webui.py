@@ -298,8 +298,8 @@ import numpy as np, torch
 from PIL import Image
 from sd_reimagine.images import open_image
 from sd_reimagine.reimagine_plan import ReimagineFacts, plan_reimagine
-from sd_reimagine.webui.reimagine import ReimagineConditioning, image_tensor
-from sd_reimagine.webui.swap import swapped_model
+from sd_reimagine.webui.a1111.reimagine import ReimagineConditioning, image_tensor
+from sd_reimagine.webui.a1111.swap import swapped_model
 
 image = Image.fromarray((np.random.RandomState(3).rand(72, 56, 3) * 255).astype("uint8"))
 out = {}

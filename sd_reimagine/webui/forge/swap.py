@@ -5,7 +5,8 @@ Forge's `sd_models.reload_model_weights` does nothing; a checkpoint changes thro
 `main_entry.refresh_model_loading_parameters()` and `sd_models.forge_model_reload()`, as its hires fix and refiner
 do. Forge keeps one model resident: the user's model is reloaded by Forge itself where it needs it next (the top of
 the next batch, or the next job), which is also what its built-in refiner does; the saved setting is never written.
-Checkpoint names, kinds and roles are the A1111 adapter's (`webui.swap`: exact names, header-only kinds).
+Checkpoint names, kinds and roles (`webui.checkpoint_lookup`) and the swap records (`webui.swap_records`) are the
+WebUI family's, shared with A1111.
 """
 
 from __future__ import annotations
@@ -16,18 +17,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import ParamError
-from ..webui.swap import MAX_SWAP_RECORDS, SWAP_TIMES, resolve_checkpoint
-
-
-def _record(action: str, title: str, seconds: float) -> None:
-    """The same records as the A1111 adapter (`GET /reimagine/v1/swaps`)."""
-    from ..webui import swap
-
-    swap._swap_count += 1
-    SWAP_TIMES.append({"number": swap._swap_count, "action": action, "to": title, "seconds": round(seconds, 4)})
-    del SWAP_TIMES[:-MAX_SWAP_RECORDS]
-    print(f"Reimagine: {action} to {title} in {seconds:.3f} s")
+from ...errors import ParamError
+from ..checkpoint_lookup import resolve_checkpoint
+from ..swap_records import load_failure, record_swap
 
 
 def checkpoint_change(name: str) -> bool:
@@ -46,13 +38,6 @@ def modules_change(modules: Sequence[str]) -> bool:
     from modules_forge import main_entry
 
     return bool(main_entry.modules_change(list(modules), save=False, refresh=False))
-
-
-def loaded_checkpoint():
-    """CheckpointInfo of the model Forge has loaded now, or None (the placeholder before the first job)."""
-    from modules import sd_models
-
-    return getattr(sd_models.model_data.sd_model, "sd_checkpoint_info", None)
 
 
 @contextmanager
@@ -74,18 +59,13 @@ def swapped_checkpoint(name_or_info: Any, field: str = "checkpoint", modules: Se
         try:
             _, reloaded = sd_models.forge_model_reload()
         except Exception as error:
-            wanted = f"a checkpoint Forge can load; loading it failed ({_reason(error)})"
+            wanted = f"a checkpoint Forge can load; loading it failed ({load_failure(error)})"
             raise ParamError(field, info.title, wanted) from error
         if reloaded:
-            _record("swap", info.title, time.perf_counter() - started)
+            record_swap("swap", info.title, time.perf_counter() - started)
         yield shared.sd_model
     finally:
         modules_change(saved_modules)
         checkpoint_change(saved_checkpoint or "")
         main_entry.refresh_model_loading_parameters()
         shared.opts.data["sd_checkpoint_hash"] = saved_hash
-
-
-def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from ..webui.api import ApiHost
-from ..webui.api import register as register_routes
+from ..api import refiner_request_values
+from ..api import register as register_routes
+from ..api_common import ApiHost
+from ..checkpoint_lookup import loaded_checkpoint
+from ..refiner import webui_group
 
 
 def register(app) -> None:
     """Add the routes to Forge's FastAPI app (from on_app_started)."""
-    from ..webui.api import refiner_request_values
-    from ..webui.refiner import webui_group
     from .reimagine import host_group, run_reimagine
-    from .swap import loaded_checkpoint
 
     host = ApiHost(host_group, run_reimagine, loaded_checkpoint, "forge", refiner_request_values, webui_group)
     register_routes(app, host)

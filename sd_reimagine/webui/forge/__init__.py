@@ -1,12 +1,12 @@
-"""The Forge adapter (lllyasviel/stable-diffusion-webui-forge): the only code importing `modules_forge` / `backend`.
+"""The Forge profile (lllyasviel/stable-diffusion-webui-forge): the only code importing `modules_forge` / `backend`.
 
-Forge keeps A1111's `modules.*` front end (processing, samplers, scripts, UI helpers) on its own backend, so this
-adapter reuses the A1111 adapter's host-neutral parts and replaces what Forge does differently:
+Forge keeps A1111's `modules.*` front end (processing, samplers, scripts, UI helpers) on its own backend, so the
+WebUI family's shared code (`sd_reimagine.webui`) runs here and this package supplies what Forge does differently:
 - `swap.py`: checkpoints change through `main_entry.checkpoint_change` + `forge_model_reload` (the idiom of Forge's
   own hires fix and refiner), the user's checkpoint and additional modules put back in `finally`;
 - `reimagine.py`: Forge has no unCLIP, so Reimagine runs the project's diffusers path (`standalone.unclip`) in
   Forge's process, with Forge's memory manager told and Forge's state driving progress, interrupt and skip;
 - `reimagine_xl.py`: Reimagine XL (an SDXL base) on Forge's own SDXL engine, samplers and processing;
 - `refiner.py`: the SDXL Refiner post-step hooks with the Forge swap;
-- `api.py`, `tab.py`: the same routes and tab as on A1111.
+- `api.py`, `tab.py`: the shared routes and tab with Forge's job runner.
 """

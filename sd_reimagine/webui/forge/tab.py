@@ -1,4 +1,4 @@
-"""The Reimagine tab in Forge: the A1111 adapter's tab (same controls, output panel, paste-back, "Reimagine this")
+"""The Reimagine tab in Forge: the shared tab (`webui.tab`: same controls, output panel, paste-back, "Reimagine this")
 with Forge's job runner, whose work runs on Forge's main worker thread like its own txt2img and img2img."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..images import InputImage
-from ..reimagine_plan import VariationResult
+from ...images import InputImage
+from ...reimagine_plan import VariationResult
 
 
 def run_on_main_thread(
@@ -33,8 +33,8 @@ def run_on_main_thread(
 
 def build_tab():
     """The Blocks of the tab (for on_ui_tabs)."""
-    from ..webui.swap import reimagine_titles
-    from ..webui.tab import build_tab as build_webui_tab
+    from ..checkpoint_lookup import reimagine_titles
+    from ..tab import build_tab as build_webui_tab
     from .reimagine import host_group
 
     # unCLIP checkpoints, then SDXL bases (Reimagine XL on Forge's own SDXL engine)

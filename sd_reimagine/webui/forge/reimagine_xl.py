@@ -2,8 +2,8 @@
 
 Forge's SDXL engine (`backend/diffusion_engine/sdxl.py`) returns the conditioning A1111's does (a dict of
 `crossattn` and `vector` = [pooled bigG text embedding (1280), size/crop embeddings]) and keeps A1111's prompt parser
-structures and `sample(conditioning, ...)` hook, so the A1111 adapter's `XlConditioning` and processing classes run
-here unchanged. What is Forge's own:
+structures and `sample(conditioning, ...)` hook, so the shared `webui.reimagine_xl.XlConditioning` and processing
+classes run here unchanged. What is Forge's own:
 - the SDXL base is swapped in with Forge's loader (`forge.swap.swapped_checkpoint`), the user's checkpoint and
   additional modules put back in `finally`; the user's modules are kept when the base is the user's own checkpoint
   (no reload), none are applied to another checkpoint (they were chosen for the user's model);
@@ -20,14 +20,17 @@ from collections.abc import Sequence
 from contextlib import closing
 from typing import Any
 
-from ..clip_vision import VisionTower
-from ..errors import ParamError
-from ..images import InputImage
-from ..reimagine_plan import ReimagineFacts, VariationResult, plan_reimagine
-from ..reimagine_xl import XL_ENGINE, check_embedding_size
-from ..schema import ParamGroup
-from ..webui import settings
-from ..webui.swap import SWAP_TIMES
+from ...clip_vision import VisionTower
+from ...errors import ParamError
+from ...images import InputImage
+from ...reimagine_plan import ReimagineFacts, VariationResult, plan_reimagine
+from ...reimagine_xl import XL_ENGINE, check_embedding_size
+from ...schema import ParamGroup
+from .. import reimagine_xl as shared_xl
+from .. import settings
+from ..reimagine import job_result, job_timings, make_processing
+from ..reimagine_post_step import attach_post_step
+from ..swap_records import SWAP_TIMES
 from .swap import swapped_checkpoint
 
 
@@ -41,10 +44,8 @@ def tower_device_and_dtype():
 
 
 def vision_tower(spec: str) -> VisionTower:
-    """The A1111 adapter's tower cache (Forge's models/clip_vision) on Forge's device and dtype."""
-    from ..webui.reimagine_xl import vision_tower as cached_tower
-
-    return cached_tower(spec, *tower_device_and_dtype())
+    """The shared tower cache (Forge's models/clip_vision) on Forge's device and dtype."""
+    return shared_xl.vision_tower(spec, *tower_device_and_dtype())
 
 
 def pooled_size(sd_model) -> int | None:
@@ -86,10 +87,6 @@ def run_reimagine_xl(
     in each image's pooled conditioning; the user's checkpoint and modules are put back afterwards."""
     from modules import processing
 
-    from ..webui import reimagine_xl as a1111_xl
-    from ..webui.reimagine import job_result, job_timings, make_processing
-    from ..webui.reimagine_post_step import attach_post_step
-
     started = time.perf_counter()
     tower = vision_tower(values["image_encoder"])  # before any swap: a missing encoder leaves the user's model alone
     facts = ReimagineFacts(
@@ -99,8 +96,8 @@ def run_reimagine_xl(
     swaps_before = len(SWAP_TIMES)
     with swapped_checkpoint(info, field="model", modules=modules_for(info)) as model:
         check_loaded_sdxl(model, info.title, tower)
-        p = make_processing(plan, save, is_api, a1111_xl.processing_classes())
-        p.reimagine_xl = a1111_xl.XlConditioning(plan, tower)
+        p = make_processing(plan, save, is_api, shared_xl.processing_classes())
+        p.reimagine_xl = shared_xl.XlConditioning(plan, tower)
         attach_post_step(p, refiner)  # the txt2img post-step script, on Forge's swap (forge.refiner)
         sampling = time.perf_counter()
         with closing(p):

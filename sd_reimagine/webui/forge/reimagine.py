@@ -23,15 +23,15 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from ..checkpoints import UNCLIP_L
-from ..errors import ParamError
-from ..images import InputImage
-from ..reimagine_plan import GeneratedImage, ReimagineFacts, VariationResult, plan_reimagine
-from ..reimagine_xl import XL_ENGINE, engine_for_kind
-from ..schema import REIMAGINE, ParamGroup
-from ..webui import settings
-from ..webui.reimagine import MODEL_TOOLTIP
-from ..webui.swap import checkpoint_kind, resolve_for_role
+from ...checkpoints import UNCLIP_L
+from ...errors import ParamError
+from ...images import InputImage
+from ...reimagine_plan import GeneratedImage, ReimagineFacts, VariationResult, plan_reimagine
+from ...reimagine_xl import XL_ENGINE, engine_for_kind
+from ...schema import REIMAGINE, ParamGroup
+from .. import settings
+from ..checkpoint_lookup import checkpoint_kind, resolve_for_role
+from ..reimagine import MODEL_TOOLTIP
 from .reimagine_xl import run_reimagine_xl
 
 SD21_TOKENIZER = ("huggingface", "stabilityai", "stable-diffusion-2-1", "tokenizer")
@@ -103,8 +103,8 @@ def unclip_runner(info, max_batch: int) -> Iterator[Any]:
     """An UnclipVariations on the checkpoint for the block; Forge's models unloaded before, memory freed after."""
     from backend import memory_management
 
-    from ..standalone.single_file import load_unclip_single_file
-    from ..standalone.unclip import UnclipVariations
+    from ...standalone.single_file import load_unclip_single_file
+    from ...standalone.unclip import UnclipVariations
 
     memory_management.unload_all_models()
     memory_management.soft_empty_cache(force=True)

@@ -1,7 +1,7 @@
-"""SDXL Refiner post-step in Forge: the A1111 adapter's hooks on Forge's swap, executing the same core plan.
+"""SDXL Refiner post-step in Forge: the WebUI family's hooks on Forge's swap, executing the same core plan.
 
 Forge keeps A1111's processing loop, k-diffusion sampler wrappers, prompt parser and RNG, so the refiner pass itself
-is the A1111 adapter's (`webui.refiner_step`: hand-over or pixel bridge, conditioning at the job's aesthetic scores,
+is the shared one (`webui.refiner_step`: hand-over or pixel bridge, conditioning at the job's aesthetic scores,
 sampling the plan's sigmas, decoding with the refiner's VAE, kept base images). What differs here:
 - the swap (`forge.swap.swapped_checkpoint`): the refiner loads with no additional modules (a VAE or text encoder
   the user picked for the base is never applied to it) and without the base's LoRAs (a fresh model, its
@@ -16,31 +16,27 @@ sampling the plan's sigmas, decoding with the refiner's VAE, kept base images). 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from ..errors import ReimagineError
-from ..refiner_plan import NOTE_KEY, plan_refiner
-from ..schedule import sigma_at_timestep
-from ..webui import refiner as a1111
-from ..webui import settings
-from ..webui.host import live_lists
-from ..webui.refiner_batches import defer_batch
-from ..webui.refiner_job import JOB_ATTR, Handoff, RefinerJob, _FailedSamples, job_error, webui_facts
-from ..webui.refiner_step import prepare_batch, record_plan, refine_batch
-from ..webui.swap import checkpoint_kind
+from ...refiner_plan import plan_refiner
+from .. import refiner as shared_hooks
+from .. import settings
+from ..checkpoint_lookup import checkpoint_kind
+from ..host import live_lists
+from ..refiner_batches import defer_batch
+from ..refiner_job import RefinerJob, webui_facts
+from ..refiner_step import prepare_batch, record_plan, refine_batch
 from .swap import swapped_checkpoint
 
-log = logging.getLogger("sd_reimagine")
 CUT_ATTR = "reimagine_refiner_cut"
-script_values = a1111.script_values
-pasted_values = a1111.pasted_values
-postprocess = a1111.postprocess  # kept base images, and batches an interrupt left waiting
-postprocess_batch_list = a1111.postprocess_batch_list  # one residency: waiting batches shown with the last
+script_values = shared_hooks.script_values
+pasted_values = shared_hooks.pasted_values
+postprocess = shared_hooks.postprocess  # kept base images, and batches an interrupt left waiting
+postprocess_batch_list = shared_hooks.postprocess_batch_list  # one residency: waiting batches shown with the last
 
 
 def forge_facts(p, values, info, base_model=None, pixels_reason: str = ""):
@@ -54,8 +50,8 @@ def forge_facts(p, values, info, base_model=None, pixels_reason: str = ""):
 
 
 def before_process(p, args: Sequence[Any]) -> None:
-    """The A1111 adapter's (validate, resolve, plan, provisional keys) with Forge's facts and no limit warning."""
-    a1111.before_process(p, args, facts=forge_facts, warn_limit=False)
+    """The shared before_process (validate, resolve, plan, provisional keys) with Forge's facts."""
+    shared_hooks.before_process(p, args, facts=forge_facts)
 
 
 def alphas_cumprod(model) -> list[float]:
@@ -66,44 +62,24 @@ def alphas_cumprod(model) -> list[float]:
 
 def before_sampling(p) -> None:
     """Handoff: cut the base's schedule at the switch sigma (the last pass only; once per sampler)."""
-    job: RefinerJob | None = getattr(p, JOB_ATTR, None)
-    if job is None or job.mode != "handoff":
-        return
-    if getattr(p, "enable_hr", False) and not getattr(p, "is_hr_pass", False):
-        return
-    if getattr(p.sampler, CUT_ATTR, None) is job:  # Forge calls this hook twice in the hires pass
+    job = shared_hooks.handoff_job(p)
+    if job is None or getattr(p.sampler, CUT_ATTR, None) is job:  # Forge calls this hook twice in the hires pass
         return
     setattr(p.sampler, CUT_ATTR, job)
-    sigma_switch = sigma_at_timestep(alphas_cumprod(p.sd_model), job.plan.switch_timestep)
-    job.handoff = Handoff()
-    a1111.stop_base_at(p.sampler, job, sigma_switch)
+    shared_hooks.cut_schedule(p, job, alphas_cumprod(p.sd_model))
 
 
 def post_sample(p, ps) -> None:
     """Refine this batch (the plan says how); a refused value or an error fails the job after the restore."""
-    from modules import shared
 
-    job: RefinerJob | None = getattr(p, JOB_ATTR, None)
-    if job is None:
-        return
-    stopped = bool(shared.state.interrupted or shared.state.skipped)
-    try:
-        if p.iteration == 0:
-            job.one_residency = forge_plan(p, job).one_residency
-        if job.one_residency:
-            residency = partial(forge_residency, p=p)
-            ps.samples = defer_batch(p, job, ps.samples, stopped, prepare=prepare_forge_batch, residency=residency)
-            return
-        if stopped:
-            p.extra_generation_params[NOTE_KEY] = "skipped: the job was interrupted"
-            return
-        ps.samples = run_post_step(p, job, ps.samples)
-    except ReimagineError as error:
-        log.warning("Reimagine post-refiner stopped the job: %s", error)
-        ps.samples = _FailedSamples(job_error(error))
-    except Exception as error:
-        log.exception("Reimagine post-refiner failed")
-        ps.samples = _FailedSamples(error)
+    def one_residency(p, job: RefinerJob) -> bool:
+        return forge_plan(p, job).one_residency
+
+    def defer(p, job: RefinerJob, samples, stopped: bool):
+        residency = partial(forge_residency, p=p)
+        return defer_batch(p, job, samples, stopped, residency=residency, prepare=prepare_forge_batch)
+
+    shared_hooks.post_sample(p, ps, one_residency, defer, run_post_step)
 
 
 def forge_plan(p, job: RefinerJob):
