@@ -1,29 +1,29 @@
-"""Registration glue: the Reimagine tab, settings, API routes and send-to buttons (logic: sd_reimagine.webui, with
-the host's profile, sd_reimagine.webui.forge in Forge, recognised by its `backend` and `modules_forge` packages, else
+"""Registration glue: the Reimagine tab, settings, API routes and send-to buttons (logic: sd_reimagine.webui, on the
+host's profile: sd_reimagine.webui.forge in Forge, recognised by its `backend` and `modules_forge` packages, else
 sd_reimagine.webui.a1111)."""
 
 import importlib.util
 
 from modules import script_callbacks
 
-from sd_reimagine.webui import lineage_save, send_to, settings
+from sd_reimagine.webui import api, lineage_save, send_to, settings, tab
 
 if importlib.util.find_spec("backend") and importlib.util.find_spec("modules_forge"):
-    from sd_reimagine.webui.forge.api import register
-    from sd_reimagine.webui.forge.tab import build_tab
+    from sd_reimagine.webui.forge.profile import ForgeProfile as Profile
 else:
-    from sd_reimagine.webui.a1111.api import register
-    from sd_reimagine.webui.a1111.tab import build_tab
+    from sd_reimagine.webui.a1111.profile import A1111Profile as Profile
+
+PROFILE = Profile()
 
 
 def on_ui_tabs():
-    tab = build_tab()
+    blocks = tab.build_tab(run=PROFILE.run_in_tab, group=PROFILE.host_group())
     send_to.register_bindings()
-    return [(tab, "Reimagine", "reimagine")]
+    return [(blocks, "Reimagine", "reimagine")]
 
 
 def on_app_started(demo, app):
-    register(app)
+    api.register(app, PROFILE.api_host())
 
 
 script_callbacks.on_ui_tabs(on_ui_tabs)

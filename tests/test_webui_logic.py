@@ -73,3 +73,40 @@ def test_paste_back_restores_the_job(mode):
     expected = {k: v for k, v in values.items() if k not in skipped}
     assert {k: v for k, v in pasted.items() if k not in skipped} == {**expected, "refiner": "r [abc]"}
     assert pasted_values(parse_infotext(write_infotext("a crown", "", {"Steps": 20, "Seed": 1}))[2], LISTS) is None
+
+
+def host_parts() -> list[str]:
+    """The HostProfile methods each host must fill in (the base raises NotImplementedError)."""
+    import inspect
+
+    from sd_reimagine.webui.profile import HostProfile
+
+    return [
+        name
+        for name, member in vars(HostProfile).items()
+        if inspect.isfunction(member) and "raise NotImplementedError" in inspect.getsource(member)
+    ]
+
+
+def test_each_host_profile_fills_in_every_host_part():
+    from sd_reimagine.webui.a1111.profile import A1111Profile
+    from sd_reimagine.webui.forge.profile import ForgeProfile
+    from sd_reimagine.webui.profile import HostProfile
+
+    parts = host_parts()
+    assert {"swapped_checkpoint", "alphas_cumprod", "run_reimagine"} <= set(parts)
+    for profile in (A1111Profile, ForgeProfile):
+        assert [name for name in parts if getattr(profile, name) is getattr(HostProfile, name)] == [], profile
+    assert (A1111Profile.name, ForgeProfile.name) == ("", "forge")  # GET /version reports `host` on Forge only
+
+
+def test_a_profiles_sampler_lists_make_its_parameter_group():
+    from sd_reimagine.webui.profile import HostProfile
+
+    class ListedHost(HostProfile):
+        def lists(self) -> HostLists:
+            return LISTS
+
+    group = ListedHost().host_group()
+    assert group["sampler"].choices[1:] == LISTS.samplers
+    assert group["schedule_type"].choices == LISTS.schedule_types

@@ -1,44 +1,19 @@
-"""SDXL Refiner post-step hooks in A1111: the shared hooks (`webui.refiner`) with A1111's facts and swap.
+"""The SDXL Refiner post-step's A1111 parts (used by `a1111.profile.A1111Profile`).
 
-What is A1111's own:
 - facts: a swap loads a checkpoint when the user's model, the base and the refiner do not all fit in
-  `sd_checkpoints_limit` (and the limit note is logged once when every swap is a disk load);
-- the switch sigma comes from the base model's `alphas_cumprod`;
-- the swap (`a1111.swap.swapped_model`: the user's model and VAE come back also after an error or an interrupt),
-  with the refiner's own VAE loaded into it (`keep_own_vae`: a globally selected VAE is never applied to it).
+  `sd_checkpoints_limit`;
+- the refiner residency: `a1111.swap.swapped_model` (the user's model and VAE come back also after an error or an
+  interrupt) with the refiner's own VAE loaded into it (`keep_own_vae`: a globally selected VAE is never applied).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
-from ...refiner_plan import BaseFacts
-from .. import refiner as shared_hooks
-from .. import settings
-from ..checkpoint_lookup import checkpoint_kind, loaded_checkpoint
-from ..host import live_lists
-from ..refiner_batches import defer_batch
-from ..refiner_job import RefinerJob, webui_facts
-from ..refiner_step import finish_refining, prepare_batch, refine_batch
+from ..checkpoint_lookup import loaded_checkpoint
+from ..refiner_job import RefinerJob
 from . import swap
-
-script_values = shared_hooks.script_values
-pasted_values = shared_hooks.pasted_values
-postprocess = shared_hooks.postprocess  # kept base images, and batches an interrupt left waiting
-postprocess_batch_list = shared_hooks.postprocess_batch_list  # one residency: waiting batches shown with the last
-
-
-def refiner_facts(p, values: Mapping[str, Any], info, base_model=None, pixels_reason: str = "") -> BaseFacts:
-    """webui_facts with the running WebUI's sampler list, the refiner file's kind and A1111's swap cost."""
-    is_sdxl = None if base_model is None else bool(getattr(base_model, "is_sdxl", False))
-    continuing = live_lists().continuing_samplers
-    kind = checkpoint_kind(info.filename)
-    loads = swap_loads(base_model, info)
-    residency = settings.refiner_residency()
-    return webui_facts(p, values, kind, continuing, is_sdxl, pixels_reason, residency=residency, swap_loads=loads)
 
 
 def swap_loads(base_model, info) -> bool:
@@ -48,44 +23,6 @@ def swap_loads(base_model, info) -> bool:
     base_info = getattr(base_model, "sd_checkpoint_info", None) if base_model is not None else loaded_checkpoint()
     titles = [str(shared.opts.sd_model_checkpoint or ""), getattr(base_info, "title", ""), info.title]
     return swap.swap_would_load(swap.checkpoints_limit(), titles)
-
-
-def before_process(p, args: Sequence[Any]) -> None:
-    """The shared before_process with A1111's facts; says once when every swap is a disk load."""
-    if shared_hooks.before_process(p, args, facts=refiner_facts) is not None:
-        swap.limit_warning()
-
-
-def before_sampling(p) -> None:
-    """Handoff: cut the base's schedule at the switch sigma (only the last pass when hires fix runs)."""
-    from modules import shared
-
-    job = shared_hooks.handoff_job(p)
-    if job is not None:
-        shared_hooks.cut_schedule(p, job, [float(a) for a in shared.sd_model.alphas_cumprod])
-
-
-def post_sample(p, ps) -> None:
-    """Refine this batch, or keep it for one residency (the plan says which); errors fail the job."""
-    from modules import shared
-
-    def one_residency(p, job: RefinerJob) -> bool:
-        return shared_hooks.planned_residency(p, job, shared.sd_model)
-
-    def defer(p, job: RefinerJob, samples, stopped: bool):
-        return defer_batch(p, job, samples, stopped, residency=swapped_model_guard)
-
-    shared_hooks.post_sample(p, ps, one_residency, defer, run_post_step)
-
-
-def run_post_step(p, job: RefinerJob, samples):
-    """Base output (latents, or pixels after hires fix) -> refined pixels (`DecodedSamples`), as the plan says."""
-    batch = prepare_batch(p, job, samples)
-    with swapped_model_guard(job) as refiner_model:
-        job.plan = replace(job.plan, refiner=job.info.short_title)  # with its hash now that it is loaded
-        result = refine_batch(p, job, batch, refiner_model)
-    finish_refining(p, job, [batch])
-    return result
 
 
 @contextmanager

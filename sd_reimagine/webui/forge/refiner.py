@@ -1,4 +1,4 @@
-"""SDXL Refiner post-step in Forge: the WebUI family's hooks on Forge's swap, executing the same core plan.
+"""The SDXL Refiner post-step's Forge parts (used by `forge.profile.ForgeProfile`), executing the same core plan.
 
 Forge keeps A1111's processing loop, k-diffusion sampler wrappers, prompt parser and RNG, so the refiner pass itself
 is the shared one (`webui.refiner_step`: hand-over or pixel bridge, conditioning at the job's aesthetic scores,
@@ -16,42 +16,16 @@ sampling the plan's sigmas, decoding with the refiner's VAE, kept base images). 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import partial
-from typing import Any
 
 from ...refiner_plan import plan_refiner
 from .. import refiner as shared_hooks
-from .. import settings
-from ..checkpoint_lookup import checkpoint_kind
-from ..host import live_lists
-from ..refiner_batches import defer_batch
-from ..refiner_job import RefinerJob, webui_facts
+from ..refiner_job import RefinerJob
 from ..refiner_step import prepare_batch, record_plan, refine_batch
 from .swap import swapped_checkpoint
 
 CUT_ATTR = "reimagine_refiner_cut"
-script_values = shared_hooks.script_values
-pasted_values = shared_hooks.pasted_values
-postprocess = shared_hooks.postprocess  # kept base images, and batches an interrupt left waiting
-postprocess_batch_list = shared_hooks.postprocess_batch_list  # one residency: waiting batches shown with the last
-
-
-def forge_facts(p, values, info, base_model=None, pixels_reason: str = ""):
-    """The job's facts as Forge reports them: k-diffusion samplers continue a schedule; one model resident, so every
-    swap to the refiner loads it."""
-    is_sdxl = None if base_model is None else bool(getattr(base_model, "is_sdxl", False))
-    kind = checkpoint_kind(info.filename)
-    continuing = live_lists().continuing_samplers
-    residency = settings.refiner_residency()
-    return webui_facts(p, values, kind, continuing, is_sdxl, pixels_reason, residency=residency, swap_loads=True)
-
-
-def before_process(p, args: Sequence[Any]) -> None:
-    """The shared before_process (validate, resolve, plan, provisional keys) with Forge's facts."""
-    shared_hooks.before_process(p, args, facts=forge_facts)
 
 
 def alphas_cumprod(model) -> list[float]:
@@ -69,22 +43,9 @@ def before_sampling(p) -> None:
     shared_hooks.cut_schedule(p, job, alphas_cumprod(p.sd_model))
 
 
-def post_sample(p, ps) -> None:
-    """Refine this batch (the plan says how); a refused value or an error fails the job after the restore."""
-
-    def one_residency(p, job: RefinerJob) -> bool:
-        return forge_plan(p, job).one_residency
-
-    def defer(p, job: RefinerJob, samples, stopped: bool):
-        residency = partial(forge_residency, p=p)
-        return defer_batch(p, job, samples, stopped, residency=residency, prepare=prepare_forge_batch)
-
-    shared_hooks.post_sample(p, ps, one_residency, defer, run_post_step)
-
-
 def forge_plan(p, job: RefinerJob):
     """The job's plan with Forge's facts as the first base batch has run (residency, note)."""
-    return plan_refiner(job.values, forge_facts(p, job.values, job.info, p.sd_model), job.plan.refiner)
+    return plan_refiner(job.values, job.facts(p, job.values, job.info, p.sd_model), job.plan.refiner)
 
 
 def prepare_forge_batch(p, job: RefinerJob, samples, keep_pixels: bool = False):

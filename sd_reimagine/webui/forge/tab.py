@@ -1,5 +1,5 @@
-"""The Reimagine tab in Forge: the shared tab (`webui.tab`: same controls, output panel, paste-back, "Reimagine this")
-with Forge's job runner, whose work runs on Forge's main worker thread like its own txt2img and img2img."""
+"""The Reimagine tab's job runner in Forge (`ForgeProfile.run_in_tab`): the shared tab (`webui.tab`) runs its jobs on
+Forge's main worker thread, like Forge's own txt2img and img2img."""
 
 from __future__ import annotations
 
@@ -29,13 +29,3 @@ def run_on_main_thread(
     if error is not None:
         raise error
     return result
-
-
-def build_tab():
-    """The Blocks of the tab (for on_ui_tabs)."""
-    from ..checkpoint_lookup import reimagine_titles
-    from ..tab import build_tab as build_webui_tab
-    from .reimagine import host_group
-
-    # unCLIP checkpoints, then SDXL bases (Reimagine XL on Forge's own SDXL engine)
-    return build_webui_tab(run=run_on_main_thread, group=host_group(), titles_of=reimagine_titles, post_step=True)
