@@ -148,3 +148,38 @@ def pipeline_to_ldm(pipe) -> dict[str, torch.Tensor]:
     state["noise_augmentor.data_std"] = pipe.image_normalizer.std.detach().clone()
     state["betas"] = torch.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2  # ldm's precomputed schedule: unused
     return {name: tensor.detach().clone().contiguous() for name, tensor in state.items()}
+
+
+def open_clip_to_vision(
+    state: dict[str, torch.Tensor], prefix: str = "embedder.model.visual."
+) -> dict[str, torch.Tensor]:
+    """`<prefix>*` (OpenCLIP / OpenAI CLIP visual) -> CLIPVisionModelWithProjection names: the inverse of
+    `vision_to_open_clip`, for an image tower built from a checkpoint independently of any host's converter."""
+    rules = [(r"ln_1", "layer_norm1"), (r"ln_2", "layer_norm2"), (r"mlp\.c_fc", "mlp.fc1"), (r"mlp\.c_proj", "mlp.fc2")]
+    rules += [(r"attn\.out_proj", "self_attn.out_proj")]
+    fixed = {
+        "conv1.weight": "vision_model.embeddings.patch_embedding.weight",
+        "class_embedding": "vision_model.embeddings.class_embedding",
+        "positional_embedding": "vision_model.embeddings.position_embedding.weight",
+        "ln_pre.weight": "vision_model.pre_layrnorm.weight",
+        "ln_pre.bias": "vision_model.pre_layrnorm.bias",
+        "ln_post.weight": "vision_model.post_layernorm.weight",
+        "ln_post.bias": "vision_model.post_layernorm.bias",
+    }
+    out = {}
+    for name, tensor in state.items():
+        if not name.startswith(prefix):
+            continue
+        rest = name[len(prefix) :]
+        match = re.match(r"transformer\.resblocks\.(\d+)\.(.*)$", rest)
+        if rest in fixed:
+            out[fixed[rest]] = tensor
+        elif rest == "proj":
+            out["visual_projection.weight"] = tensor.T.contiguous()
+        elif match and match.group(2).startswith("attn.in_proj_"):
+            head, part = f"vision_model.encoder.layers.{match.group(1)}.self_attn.", match.group(2).rsplit("_", 1)[1]
+            for letter, chunk in zip("qkv", tensor.chunk(3), strict=True):
+                out[f"{head}{letter}_proj.{part}"] = chunk.contiguous()
+        elif match:
+            out[f"vision_model.encoder.layers.{match.group(1)}." + _rename(match.group(2), rules)] = tensor
+    return out

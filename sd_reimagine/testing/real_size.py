@@ -1,14 +1,14 @@
 """Real-architecture checkpoints with random weights for testing in Forge (and for benchmarks): SDXL base 1.0, SDXL
-refiner 1.0 and Stable unCLIP 2.1-H, in the original single-file layout, float16 `.safetensors`, never committed.
+refiner 1.0 and Stable unCLIP 2.1-H and -L, in the original single-file layout, float16 `.safetensors`, never committed.
 
 Forge builds text encoders and VAEs from fixed configs of the real models and recognises a UNet only by its real
 shapes, so tiny models do not load there. The SDXL parts are laid out on the meta device from the configs that
 Forge ships (`<forge>/backend/huggingface/stabilityai/stable-diffusion-xl-{base,refiner}-1.0/*/config.json`, read at
 build time) and renamed to the original layout by the converters of Forge's own `huggingface_guess` (the inverse of
-what its loader does); the unCLIP-H file comes from `real_size_unclip`. Tensors are drawn one at a time and streamed
+what its loader does); the unCLIP files come from `real_size_unclip`. Tensors are drawn one at a time and streamed
 into the file, so building needs memory for one tensor, not for the model.
 
-Sizes and times (2-core CPU): SDXL base 6.94 GB, SDXL refiner 6.08 GB, unCLIP-H 3.96 GB; see the README.
+Sizes and times (2-core CPU): SDXL base 6.94 GB, SDXL refiner 6.08 GB, unCLIP-H 3.88 GB, unCLIP-L; see docs/.
 """
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ from pathlib import Path
 
 import torch
 
+from .safetensors_stream import write_streamed_safetensors
+
 SDXL_BASE_REPO = "stabilityai/stable-diffusion-xl-base-1.0"
 SDXL_REFINER_REPO = "stabilityai/stable-diffusion-xl-refiner-1.0"
 FILES = {
     "sdxl-base": "real-sdxl-base.safetensors",
     "sdxl-refiner": "real-sdxl-refiner.safetensors",
     "unclip-h": "real-unclip-h.safetensors",
+    "unclip-l": "real-unclip-l.safetensors",
 }
-_DTYPES = {torch.float16: "F16", torch.int64: "I64", torch.float32: "F32"}
 Spec = tuple[torch.Size, torch.dtype]
 
 
@@ -129,30 +131,6 @@ def random_tensor(name: str, spec: Spec, generator: torch.Generator) -> torch.Te
     return (torch.randn(shape, generator=generator) * 0.02).to(dtype)
 
 
-def write_streamed_safetensors(
-    path: Path, specs: dict[str, Spec], make: Callable[[str, Spec], torch.Tensor], metadata: dict[str, str]
-) -> Path:
-    """A `.safetensors` file written tensor by tensor (the header first, from the shapes): one tensor in memory."""
-    header: dict[str, object] = {"__metadata__": metadata}
-    offset = 0
-    for name, (shape, dtype) in specs.items():
-        size = int(torch.Size(shape).numel()) * torch.empty((), dtype=dtype).element_size()
-        header[name] = {"dtype": _DTYPES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    encoded += b" " * (-len(encoded) % 8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
-        handle.write(len(encoded).to_bytes(8, "little"))
-        handle.write(encoded)
-        for name, spec in specs.items():
-            tensor = make(name, spec)
-            handle.write(tensor.contiguous().view(torch.uint8).numpy().tobytes())
-    partial.replace(path)
-    return path
-
-
 def write_sdxl(forge: Path, repo: str, path: Path, seed: int = 0) -> Path:
     """SDXL base or refiner (by `repo`) as an original-layout float16 checkpoint with random weights."""
     generator = torch.Generator().manual_seed(seed)
@@ -164,12 +142,13 @@ def write_sdxl(forge: Path, repo: str, path: Path, seed: int = 0) -> Path:
 
 def make_real_size_models(forge: Path, out: Path, kinds: Iterable[str] = tuple(FILES)) -> dict[str, dict]:
     """Write the chosen kinds into `out` (existing files are kept); returns {kind: {path, bytes, seconds}}."""
-    from .real_size_unclip import write_real_size_unclip_h
+    from .real_size_unclip import write_real_size_unclip_h, write_real_size_unclip_l
 
     writers = {
         "sdxl-base": lambda p: write_sdxl(forge, SDXL_BASE_REPO, p),
         "sdxl-refiner": lambda p: write_sdxl(forge, SDXL_REFINER_REPO, p),
         "unclip-h": write_real_size_unclip_h,
+        "unclip-l": write_real_size_unclip_l,
     }
     report = {}
     for kind in kinds:

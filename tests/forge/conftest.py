@@ -3,7 +3,8 @@
 REIMAGINE_FORGE_DIR: a Forge checkout (lllyasviel/stable-diffusion-webui-forge) with its venv and repositories/
 (huggingface_guess at the pinned commit, assets, BLIP); REIMAGINE_FORGE_PYTHON: its Python (default
 <root>/venv/bin/python); REIMAGINE_FORGE_MODELS: where the checkpoints are kept (default
-~/.cache/sd-reimagine/forge-models; built there by `make-real-size-models --forge` when missing: ~3 min, 17 GB).
+~/.cache/sd-reimagine/forge-models; built there by `make-real-size-models --forge` when missing: ~5 min, 21 GB);
+each checkpoint is linked in alone, as a user has it (no tokenizer folder, no .yaml).
 Unset REIMAGINE_FORGE_DIR: every test here is skipped. Forge runs offline on the CPU from a throw-away --data-dir.
 """
 
@@ -47,6 +48,26 @@ FLAGS = [
     "--no-download-sd-model",
 ]
 BASE, REFINER, UNCLIP = "real-sdxl-base.safetensors", "real-sdxl-refiner.safetensors", "real-unclip-h.safetensors"
+UNCLIP_L = "real-unclip-l.safetensors"
+PROBE_FILE = "probe-y.pt"  # where the probe extension writes the `y` Forge's k-model last handed its UNet
+PROBE_SCRIPT = '''"""Test probe: saves the image conditioning `y` Forge's k-model hands its UNet (observes only)."""
+import os
+
+import torch
+from backend.modules import k_model
+
+PROBE = os.environ.get("REIMAGINE_PROBE_FILE")
+if PROBE and not getattr(k_model.KModel.apply_model, "reimagine_probe", False):
+    original = k_model.KModel.apply_model
+
+    def apply_model(self, x, t, *args, **kwargs):
+        if kwargs.get("y") is not None:
+            torch.save({"y": kwargs["y"].detach().float().cpu(), "batch": int(x.shape[0])}, PROBE)
+        return original(self, x, t, *args, **kwargs)
+
+    apply_model.reimagine_probe = True
+    k_model.KModel.apply_model = apply_model
+'''
 OPTIONS = {"live_previews_enable": False, "sd_model_checkpoint": BASE, "samples_save": False}
 
 
@@ -75,17 +96,19 @@ def build_models(root: Path, out: Path) -> Path:
 
 
 def make_data_dir(data_dir: Path, models: Path) -> Path:
-    """A throw-away --data-dir: the checkpoints (and unCLIP's tokenizer) linked in, the tiny bigG-size image encoder
-    in models/clip_vision, this project as an extension."""
+    """A throw-away --data-dir: the checkpoints linked in alone (as a user has them: no tokenizer folder, no .yaml),
+    the tiny bigG-size image encoder in models/clip_vision, this project and the `y` probe as extensions."""
     target = data_dir / "models" / "Stable-diffusion"
     target.mkdir(parents=True)
     for path in sorted(models.iterdir()):
-        if path.suffix == ".safetensors" or path.name.endswith("_tokenizer"):
+        if path.suffix == ".safetensors":
             (target / path.name).symlink_to(path)
     # Reimagine XL's image encoder: a tiny tower whose projection has real SDXL's pooled size (1280)
     write_into_clip_vision_folder(data_dir / "models", projection_dim=POOLED_DIM)
     (data_dir / "extensions").mkdir()
     (data_dir / "extensions" / "sd-webui-reimagine").symlink_to(PROJECT, target_is_directory=True)
+    (data_dir / "extensions" / "reimagine-probe" / "scripts").mkdir(parents=True)
+    (data_dir / "extensions" / "reimagine-probe" / "scripts" / "probe.py").write_text(PROBE_SCRIPT, encoding="utf-8")
     # The folder the batch API may read from and write to (a setting the API itself cannot change).
     options = {**OPTIONS, BATCH_API_DIR: str((data_dir / "batch").resolve())}
     (data_dir / "batch").mkdir()
@@ -140,6 +163,7 @@ class Forge:
         # extension) must be allowed too, or the page has no ui.js and no button works
         command += ["--gradio-allowed-path", str(self.root), "--gradio-allowed-path", str(PROJECT)]
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+        env["REIMAGINE_PROBE_FILE"] = str(self.data_dir / PROBE_FILE)
         started = time.perf_counter()
         log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed with the process)
         self.process = subprocess.Popen(command, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import BASE, REFINER, UNCLIP
+from .conftest import BASE, REFINER, UNCLIP, UNCLIP_L
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 POST_STEP = "Reimagine SDXL Refiner"
@@ -55,6 +55,7 @@ def test_routes_answer_as_on_a1111(forge):
     assert forge.get("/reimagine/v1/version").json()["host"] == "forge"
     kinds = forge.get("/reimagine/v1/models").json()["kinds"]
     assert (kinds["unclip-h"], kinds["sdxl-base"], kinds["sdxl-refiner"]) == ([UNCLIP], [BASE], [REFINER])
+    assert kinds["unclip-l"] == [UNCLIP_L]
     assert "noise_level" in forge.get("/reimagine/v1/schema").json()["properties"]
 
 
