@@ -38,8 +38,10 @@ def unquote(text: str) -> str:
 
 
 def write_infotext(prompt: str, negative_prompt: str, fields: Mapping[str, Any]) -> str:
-    """Prompt line(s), `Negative prompt:` line, then `Key: value, ...` as the WebUI writes it."""
-    lines = [prompt]
+    """Prompt line(s), `Negative prompt:` line, then `Key: value, ...` as the WebUI writes it.
+
+    An empty prompt writes no line (the WebUI strips its infotext), so the text never starts with a blank line."""
+    lines = [prompt] if prompt else []
     if negative_prompt:
         lines.append(f"Negative prompt: {negative_prompt}")
     # Empty values are left out, as the WebUI does: parsing gives the schema default ("") back.

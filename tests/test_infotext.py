@@ -71,3 +71,10 @@ def test_lineage_records_parent_and_generation():
     assert Lineage.from_fields(
         parse_infotext(job_infotext(REIMAGINE, parent_values, 7, "m", grandchild.fields()))[2]
     ) == (grandchild)
+
+
+def test_an_empty_prompt_writes_no_blank_first_line():
+    fields = {"Steps": 2, "Sampler": "Euler", "Seed": 1}
+    assert write_infotext("", "", fields) == "Steps: 2, Sampler: Euler, Seed: 1"
+    assert write_infotext("", "ugly", fields) == "Negative prompt: ugly\nSteps: 2, Sampler: Euler, Seed: 1"
+    assert parse_infotext(write_infotext("", "ugly", fields)) == ("", "ugly", {k: str(v) for k, v in fields.items()})

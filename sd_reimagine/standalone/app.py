@@ -273,42 +273,43 @@ def schema_checked_components() -> dict[str, Any]:
     """Slider, Number and Dropdown that pass values on unchecked (the schema checks them), and the reference input."""
     import gradio as gr
 
-    class Slider(gr.Slider):
-        is_template = True  # drawn by gradio's own front end for the parent class
+    def unchecked(make: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda *args, **kwargs: _set_preprocess(make(*args, **kwargs), _as_sent)
 
-        def preprocess(self, payload: Any) -> Any:
-            return payload
-
-    class Number(gr.Number):
-        is_template = True
-
-        def preprocess(self, payload: Any) -> Any:
-            return payload
-
-    class Dropdown(gr.Dropdown):
-        is_template = True
-
-        def preprocess(self, payload: Any) -> Any:
-            return payload
-
-    class ReferenceFile(gr.File):
+    def reference_file(**kwargs: Any):
         """The uploaded file's path, whatever its type: the project's loader judges it and names the reference."""
-
-        is_template = True
-
-        def preprocess(self, payload: Any) -> str | None:
-            files = getattr(payload, "root", [payload])  # one file, or a list of them
-            return str(files[0].path) if files and files[0] is not None else None
+        return _set_preprocess(gr.File(**kwargs), _first_file_path)
 
     def reference(label: str, elem_id: str):
-        file = ReferenceFile(label=label, file_types=["image"], elem_id=elem_id, height=120)
+        file = reference_file(label=label, file_types=["image"], elem_id=elem_id, height=120)
         preview = gr.Image(
             label=f"{label} as loaded", type="pil", interactive=False, elem_id=f"{elem_id}_preview", height=200
         )
         file.change(functools.partial(preview_reference, name=label.lower()), file, preview, api_visibility="private")
         return file
 
-    return {"Slider": Slider, "Number": Number, "Dropdown": Dropdown, "Reference": reference}
+    return {
+        "Slider": unchecked(gr.Slider),
+        "Number": unchecked(gr.Number),
+        "Dropdown": unchecked(gr.Dropdown),
+        "Reference": reference,
+    }
+
+
+def _set_preprocess(component: Any, preprocess: Callable[[Any], Any]) -> Any:
+    """Replace one component's preprocess. On the instance, not in a subclass: gradio writes a .pyi stub beside the
+    module of every component subclass, which would put a file into the installed package at run time."""
+    component.preprocess = preprocess
+    return component
+
+
+def _as_sent(payload: Any) -> Any:
+    return payload
+
+
+def _first_file_path(payload: Any) -> str | None:
+    files = getattr(payload, "root", [payload])  # one file, or a list of them
+    return str(files[0].path) if files and files[0] is not None else None
 
 
 def preview_reference(path: str | None, name: str):

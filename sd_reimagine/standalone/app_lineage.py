@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..lineage_ui import LineageHost, lineage_panel
+from .output import VARIATIONS_FOLDER, job_folder
 
 
 def served_copy(path: str, out_dir: Path) -> str:
@@ -34,7 +35,8 @@ def lineage_tab(reference_file: Any, taken: Any, out_dir: Path) -> None:
             raise ReimagineError(f"{Path(path).name} cannot be read ({exc.strerror or exc})") from None
         return served, served
 
-    host = LineageHost("reimagine", lambda: str(out_dir / "reimagine"), True, to_reference, [reference_file, taken])
+    folder = job_folder(out_dir, VARIATIONS_FOLDER)
+    host = LineageHost("reimagine", lambda: str(folder), True, to_reference, [reference_file, taken])
     with gr.Tab("Lineage", elem_id="lineage_tab"):
         gr.Markdown("Variations of variations in an output folder; click an image to make it reference 1.")
         lineage_panel(host)

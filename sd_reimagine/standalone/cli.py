@@ -1,4 +1,4 @@
-"""The command line: `python -m sd_reimagine {variations,sdxl,refine,serve,make-tiny-models}`."""
+"""The command line: `python -m sd_reimagine COMMAND`, one subcommand per job (see COMMANDS), each with --help."""
 
 from __future__ import annotations
 
@@ -11,11 +11,26 @@ from ..errors import ReimagineError
 from ..mixing import REFERENCE_WEIGHT
 from ..model_size import sized_for_model
 from ..schema import REFINER, REIMAGINE, SDXL, SEED
+from .output import REFINED_FOLDER, SDXL_FOLDER, VARIATIONS_FOLDER, job_folder
 
 EXIT_USAGE = 2
+DESCRIPTION = "Stable unCLIP variations and the SDXL refiner without a WebUI, on diffusers."
+EPILOG = (
+    "Every command that saves images writes them into a subfolder of --out (default: outputs) named after the job: "
+    "variations (one image or a folder of them) into OUT/reimagine, sdxl into OUT/sdxl, refine into OUT/refined; "
+    "serve uses the same folders. --device and --verbose may come before or after the command."
+)
+UNCLIP_DEFAULT = REIMAGINE["model"].default
+REAL_SIZE_KINDS = (
+    "sdxl-base",
+    "sdxl-refiner",
+    "unclip-h",
+)  # sd_reimagine.testing.real_size.FILES (imports torch)
+DEVICE_HELP = "torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)"
+VERBOSE_HELP = "show the libraries' own warnings and model-loading progress bars (default: off; job progress shows)"
 IMAGE_DIR_HELP = (
     "a folder at a time: one job per PNG/JPEG/WebP image in DIR (not its subfolders), each image reference 1; "
-    "outputs go straight into --out, and a rerun skips images already done there"
+    "outputs go into OUT/reimagine like single jobs', and a rerun skips images already done there"
 )
 REFINE_OWN = (
     "refiner_prompt",
@@ -48,16 +63,34 @@ class _ImageAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m sd_reimagine", description=__doc__)
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    parser = _OneLineParser(prog="python -m sd_reimagine", description=DESCRIPTION, epilog=EPILOG)
+    add_common_arguments(parser, default=None)
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_OneLineParser, metavar="COMMAND", title="commands"
+    )
     add_variations_parser(commands)
     add_sdxl_parser(commands)
     add_refine_parser(commands)
     add_serve_parser(commands)
     add_tiny_parser(commands)
     add_real_size_parser(commands)
+    for command in commands.choices.values():
+        add_common_arguments(command, default=argparse.SUPPRESS)  # after the command too, without resetting it
     return parser
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, default: object) -> None:
+    """--device and --verbose, accepted before the command and after it (SUPPRESS: unset keeps the first's value)."""
+    parser.add_argument("--device", default=default, help=DEVICE_HELP)
+    verbose_default = False if default is None else default
+    parser.add_argument("--verbose", action="store_true", default=verbose_default, help=VERBOSE_HELP)
+
+
+def add_out_argument(parser: argparse.ArgumentParser, folder: str) -> None:
+    """The one output-folder rule: --out is the root, each kind of job saves into its own subfolder."""
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs"), help=f"output root; images go into OUT/{folder} (default: outputs)"
+    )
 
 
 def add_variations_parser(commands) -> None:
@@ -81,7 +114,7 @@ def add_variations_parser(commands) -> None:
     REIMAGINE.add_cli_arguments(variations)
     _size_defaults_to_the_models(variations, REIMAGINE, "--model")
     add_dtype_argument(variations)
-    variations.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
+    add_out_argument(variations, VARIATIONS_FOLDER)
 
 
 def add_sdxl_parser(commands) -> None:
@@ -89,14 +122,16 @@ def add_sdxl_parser(commands) -> None:
     SDXL.add_cli_arguments(sdxl)
     _size_defaults_to_the_models(sdxl, SDXL, "--base")
     REFINER.add_cli_arguments(sdxl, skip=("enabled", "refiner"))
-    sdxl.add_argument("--refiner", default=None, help="SDXL refiner (enables the refiner; id, folder or file)")
+    sdxl.add_argument(
+        "--refiner", default=None, help="SDXL refiner: id, folder or file (default: none, the base alone)"
+    )
     sdxl.add_argument(
         "--offload",
         action="store_true",
-        help="keep only the running model on the GPU (CUDA + accelerate; no-op on CPU)",
+        help="keep only the running model on the GPU (CUDA + accelerate; no-op on CPU; default: off)",
     )
     add_dtype_argument(sdxl)
-    sdxl.add_argument("--out", type=Path, default=Path("outputs"))
+    add_out_argument(sdxl, SDXL_FOLDER)
 
 
 def add_refine_parser(commands) -> None:
@@ -105,34 +140,47 @@ def add_refine_parser(commands) -> None:
     refine.add_argument("--seed", default="-1", help="seed (default -1: random)")
     refine.add_argument("--prompt", default=None, help="prompt (default: the image's own, from its infotext)")
     refine.add_argument("--negative-prompt", default=None, help="negative prompt (default: the image's own)")
-    refine.add_argument("--cfg-scale", default=None, help=f"CFG scale ({REFINER['refiner_cfg_scale'].allowed()})")
+    cfg = REFINER["refiner_cfg_scale"]
+    refine.add_argument("--cfg-scale", default=None, help=f"CFG scale (default: {cfg.default}; {cfg.allowed()})")
     refine.add_argument("--sampler", default=None, help="sampler (default: the refiner's own scheduler)")
     refine.add_argument("--schedule-type", default=None, help="schedule type (default: the sampler's own)")
     # An image has no base pass: the refiner's own flags would say "empty = the base's".
     REFINER.add_cli_arguments(refine, skip=("enabled", "refiner_mode", "switch_at", "keep_base", *REFINE_OWN))
     add_dtype_argument(refine)
-    refine.add_argument("--out", type=Path, default=Path("outputs"))
+    add_out_argument(refine, REFINED_FOLDER)
 
 
 def add_serve_parser(commands) -> None:
     serve = commands.add_parser("serve", help="start the Gradio app")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=7860)
-    serve.add_argument("--model", default=None, help="default unCLIP model shown in the app (and its size)")
-    serve.add_argument("--base", default=None, help="default SDXL base model shown in the app (and its size)")
-    serve.add_argument("--refiner", default=None, help="default SDXL refiner model shown in the app")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
+    serve.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
+    serve.add_argument(
+        "--model", default=None, help=f"unCLIP model the app shows first, and its size (default: {UNCLIP_DEFAULT})"
+    )
+    serve.add_argument(
+        "--base", default=None, help=f"SDXL base the app shows first, and its size (default: {SDXL['base'].default})"
+    )
+    serve.add_argument(
+        "--refiner", default=None, help=f"SDXL refiner the app shows first (default: {REFINER['refiner'].default})"
+    )
     add_dtype_argument(serve)
-    serve.add_argument("--out", type=Path, default=Path("outputs"))
+    serve.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs"),
+        help="output root: OUT/reimagine, OUT/sdxl, OUT/refined; the Lineage tab reads OUT/reimagine "
+        "(default: outputs)",
+    )
 
 
 def add_tiny_parser(commands) -> None:
     tiny = commands.add_parser("make-tiny-models", help="write tiny random-weight models (no download)")
-    tiny.add_argument("out_dir", type=Path)
-    tiny.add_argument("--scale", type=int, default=1, help="channel multiplier (benchmarks use larger)")
+    tiny.add_argument("out_dir", type=Path, help="folder to write the models into (one subfolder each)")
+    tiny.add_argument("--scale", type=int, default=1, help="channel multiplier (default: 1; benchmarks use larger)")
     tiny.add_argument(
         "--webui",
         action="store_true",
-        help="write WebUI checkpoints (.safetensors + .yaml); run with the WebUI's Python",
+        help="write WebUI checkpoints (.safetensors + .yaml); run with the WebUI's Python (default: diffusers folders)",
     )
 
 
@@ -141,7 +189,7 @@ def add_dtype_argument(parser) -> None:
     parser.add_argument(
         "--dtype",
         default=None,
-        help="weights and compute: float32 (default on CPU), float16 (GPU only; default on CUDA) or bfloat16",
+        help="weights and compute: float32, float16 (GPU only) or bfloat16 (default: float32 on CPU, float16 on CUDA)",
     )
 
 
@@ -160,13 +208,21 @@ def add_real_size_parser(commands) -> None:
         "make-real-size-models",
         help="write real-architecture random-weight checkpoints (SDXL base/refiner, unCLIP-H; ~17 GB) for Forge",
     )
-    real.add_argument("out_dir", type=Path)
+    real.add_argument("out_dir", type=Path, help="folder to write the checkpoints into (files there are kept)")
     real.add_argument("--forge", type=Path, required=True, help="a Forge checkout (its configs and huggingface_guess)")
-    real.add_argument("--kinds", nargs="+", default=["sdxl-base", "sdxl-refiner", "unclip-h"])
+    real.add_argument(
+        "--kinds",
+        nargs="+",
+        default=list(REAL_SIZE_KINDS),
+        choices=REAL_SIZE_KINDS,
+        help=f"which checkpoints to write (default: all: {' '.join(REAL_SIZE_KINDS)})",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        quiet_model_loading()
     try:
         return COMMANDS[args.command](args)
     except ReimagineError as exc:
@@ -175,6 +231,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def quiet_model_loading() -> None:
+    """Hide diffusers' and transformers' loading bars and warnings (--verbose shows them); job progress is ours."""
+    import importlib.util
+
+    # make-tiny-models --webui runs in the WebUI's Python, which has no diffusers (A1111 1.10.1)
+    if not (importlib.util.find_spec("diffusers") and importlib.util.find_spec("transformers")):
+        return
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.set_verbosity_error()
+        library.disable_progress_bar()
 
 
 def run_variations(args) -> int:
@@ -186,7 +257,7 @@ def run_variations(args) -> int:
     if args.image_dir is not None:
         from .batch import run_image_dir
 
-        return run_image_dir(session, args.image_dir, args.out, values)
+        return run_image_dir(session, args.image_dir, job_folder(args.out, VARIATIONS_FOLDER), values)
     weights = [REFERENCE_WEIGHT.coerce(weight) for _, weight in args.references]
     references = [(open_image(Path(path), name=path), w) for (path, _), w in zip(args.references, weights, strict=True)]
     batches = -(-values["n"] // session.max_batch)

@@ -27,7 +27,7 @@ from ..errors import ModelNotAvailableError, ReimagineError
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 HOW_TO_PROVIDE = (
-    "download it on a connected machine (`huggingface-cli download {model}`) and copy the cache, pass a local "
+    "download it on a connected machine (`hf download {model}`) and copy the cache, pass a local "
     "diffusers folder or a .safetensors file, or try the tiny offline models (`python -m sd_reimagine "
     "make-tiny-models DIR`)"
 )
@@ -108,9 +108,16 @@ def _load_pipeline(pipeline_class, spec: str, dtype: torch.dtype, **components: 
     except ReimagineError:
         raise
     except (OSError, ValueError) as exc:
-        raise ModelNotAvailableError(
-            f"model {spec!r} could not be loaded ({_first_line(exc)}); " + HOW_TO_PROVIDE.format(model=spec)
-        ) from None
+        raise ModelNotAvailableError(_not_loaded(spec, path, exc)) from None
+
+
+def _not_loaded(spec: str, path: Path, exc: Exception) -> str:
+    """Why a model did not load and how to provide it; a Hub id missing from the local cache says just that."""
+    if not path.exists() and _cached_model_index(spec) is None:
+        reason = "it is not in the local Hugging Face cache and could not be downloaded"
+    else:
+        reason = _first_line(exc)
+    return f"model {spec!r} could not be loaded ({reason}); " + HOW_TO_PROVIDE.format(model=spec)
 
 
 def check_model_kind(pipeline_name: str, spec: str) -> None:
@@ -175,7 +182,7 @@ def _describe(kind: str, what: str) -> str:
 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return text[0] if text else type(exc).__name__  # whole: a cut line loses the words that explain it
 
 
 class PipelineCache:

@@ -9,6 +9,15 @@ from ..images import png_bytes
 from ..lineage_tree import own_hash_chunks
 
 _NUMBERED = re.compile(r"^(\d{5})-")
+# The one output-folder rule of the CLI and the app: --out is a root, each kind of job saves into its subfolder.
+VARIATIONS_FOLDER = "reimagine"  # single jobs and folder batches alike; the Lineage view reads it
+SDXL_FOLDER = "sdxl"
+REFINED_FOLDER = "refined"
+
+
+def job_folder(out_dir: Path, kind: str) -> Path:
+    """Where a job of `kind` (one of the *_FOLDER names) saves under the output root."""
+    return Path(out_dir) / kind
 
 
 def next_index(folder: Path) -> int:

@@ -14,7 +14,7 @@ from ..mixing import Reference
 from ..reimagine_xl import XL_ENGINE, check_embedding_size
 from ..schema import REFINER, REIMAGINE, SDXL
 from .models import PipelineCache, default_device, load_pipeline, model_name
-from .output import next_index, save_png
+from .output import REFINED_FOLDER, SDXL_FOLDER, VARIATIONS_FOLDER, job_folder, next_index, save_png
 from .reimagine_xl import CLIP_VISION_FOLDERS, XlVariations, model_engine, pooled_size
 from .unclip import UnclipVariations, VariationJob
 
@@ -88,7 +88,8 @@ class Session:
             runner = self.unclip(values["model"])
         references = [Reference(image, weight) for image, weight in images]
         job = runner(references, values, progress=progress, should_stop=should_stop)
-        paths = [save_png(g.image, g.infotext, self.out_dir / "reimagine", g.seed) for g in job.images] if save else []
+        folder = job_folder(self.out_dir, VARIATIONS_FOLDER)
+        paths = [save_png(g.image, g.infotext, folder, g.seed) for g in job.images] if save else []
         return job, paths
 
     def relay(self, base: str | None, refiner: str | None):
@@ -113,7 +114,7 @@ class Session:
         values, refiner_values = SDXL.validate(values), REFINER.validate(refiner_values)
         refiner = refiner_values["refiner"] if refiner_values["enabled"] else None
         job = self.relay(values["base"], refiner).run(values, refiner_values, progress, should_stop)
-        return job, self._save(job.all_images(), "sdxl")
+        return job, self._save(job.all_images(), SDXL_FOLDER)
 
     def refine(
         self,
@@ -140,11 +141,11 @@ class Session:
             progress=progress,
             should_stop=should_stop,
         )
-        return job, self._save(job.all_images(), "refined")
+        return job, self._save(job.all_images(), REFINED_FOLDER)
 
     def _save(self, images, folder: str) -> list[Path]:
         """Save final images, each kept base image under its final image's number (`-base` suffix)."""
-        target = self.out_dir / folder
+        target = job_folder(self.out_dir, folder)
         paths: list[Path] = []
         number = next_index(target)
         for image in images:
