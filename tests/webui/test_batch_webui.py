@@ -185,6 +185,32 @@ def test_paths_outside_the_allowed_folder_and_bad_values_are_refused(batch_webui
     assert not (allowed / "out3").exists() and not (tmp_path / "elsewhere").exists()
 
 
+def test_links_out_of_the_input_folder_are_not_read_and_a_bad_output_folder_is_refused_first(
+    batch_webui, allowed, tmp_path
+):
+    private = tmp_path / "private.png"
+    noise_image(9).save(private)
+    source = allowed / "in4"
+    source.mkdir()
+    os.symlink(private, source / "linked.png")  # a file inside the allowed folder that leads out of it
+    os.symlink("self.png", source / "self.png")
+    response = batch(batch_webui, input_dir="in4", output_dir="out4")
+    assert response.status_code == 200, response.text
+    failed = {item["name"]: item["reason"] for item in response.json()["failed"]}
+    assert failed == {
+        "linked.png": "linked.png is a link: links in the input folder are not followed here",
+        "self.png": "self.png is a link: links in the input folder are not followed here",
+    }
+    assert response.json()["outputs"] == []
+    (allowed / "file.txt").write_text("a regular file")
+    input_folder(allowed / "in5", count=1, extras=False)
+    response = batch(batch_webui, input_dir="in5", output_dir="file.txt/out")
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["body", "output_dir"]
+    assert detail["msg"].endswith("is not allowed: a folder that can be created and written to (Not a directory)")
+
+
 @pytest.mark.browser
 def test_generate_batch_in_the_tab(batch_webui, tmp_path):
     """The tab's Batch section runs a folder with the tab's own controls and shows the summary and the outputs."""
