@@ -27,6 +27,7 @@ from ..mixing import REFERENCE_WEIGHT
 from ..model_size import sized_for_model
 from ..schema import REFINER, REIMAGINE, SDXL, ParamGroup
 from ..ui import Controls, as_gradio_error, load_references, parameter_controls, reference_slots
+from .app_access import allowed_folders, warn_if_open
 from .app_jobs import Jobs
 from .app_lineage import lineage_tab
 from .session import Session
@@ -54,9 +55,16 @@ class ReimagineTab:
         return [self.gallery, self.paths, self.infotext, self.selected]
 
 
-def build_app(session: Session, model: str | None = None, base: str | None = None, refiner: str | None = None):
+def build_app(
+    session: Session,
+    model: str | None = None,
+    base: str | None = None,
+    refiner: str | None = None,
+    lineage_dirs: Sequence[Path] = (),
+):
     """The Blocks app; `model`, `base` and `refiner` become the defaults of those fields, and the size of `model`
-    (`base` in the SDXL tab) the default width and height."""
+    (`base` in the SDXL tab) the default width and height. The Lineage tab shows the output folder and
+    `lineage_dirs` only (`app_access`)."""
     import gradio as gr
 
     jobs = Jobs(session)
@@ -64,7 +72,8 @@ def build_app(session: Session, model: str | None = None, base: str | None = Non
         tab = reimagine_tab(model_group(REIMAGINE, "model", model))
         refiner_controls = sdxl_tab(jobs, model_group(SDXL, "base", base), model_group(REFINER, "refiner", refiner))
         wire_reimagine_tab(tab, jobs, refiner_controls)
-        lineage_tab(tab.controls.images[0], tab.taken, session.out_dir)
+        allowed = allowed_folders(session.out_dir, lineage_dirs)
+        lineage_tab(tab.controls.images[0], tab.taken, session.out_dir, allowed)
 
         def client_gone(request: gr.Request) -> None:
             jobs.stops.stop_session(request.session_hash)
@@ -339,11 +348,21 @@ def _infotext_of(saved: list[str], index: int) -> str:
     return open_image(Path(saved[index])).infotext or ""
 
 
-def launch(demo, session: Session, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> None:
-    """Queue and start the app; gradio may serve the saved images wherever the output folder is."""
+def launch(
+    demo,
+    session: Session,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    block: bool = True,
+    auth: tuple[str, str] | None = None,
+) -> None:
+    """Queue and start the app; gradio may serve the saved images wherever the output folder is. `auth`: gradio's
+    sign-in for the page and every endpoint; without it, listening beyond this machine logs a warning."""
+    warn_if_open(host, auth)
     demo.queue().launch(
         server_name=host,
         server_port=port,
+        auth=auth,
         show_error=True,
         allowed_paths=[str(session.out_dir.resolve())],
         prevent_thread_lock=not block,
@@ -359,7 +378,11 @@ def serve(
     base: str | None = None,
     refiner: str | None = None,
     dtype: str | None = None,
+    auth: tuple[str, str] | None = None,
+    lineage_dirs: Sequence[Path] = (),
 ) -> None:
-    """Start the app and block until it is stopped; a `dtype` the device cannot run is refused first."""
+    """Start the app and block until it is stopped; a `dtype` the device cannot run is refused first.
+    `auth` and `lineage_dirs`: who may sign in, and the folders the Lineage tab may show besides the output folder."""
+    allowed_folders(out_dir or Path("outputs"), lineage_dirs)  # a missing --lineage-dir is refused before loading
     session = Session(device=device, out_dir=out_dir, dtype=dtype)
-    launch(build_app(session, model, base, refiner), session, host, port)
+    launch(build_app(session, model, base, refiner, lineage_dirs), session, host, port, auth=auth)

@@ -171,6 +171,21 @@ def add_serve_parser(commands) -> None:
         help="output root: OUT/reimagine, OUT/sdxl, OUT/refined; the Lineage tab reads OUT/reimagine "
         "(default: outputs)",
     )
+    serve.add_argument(
+        "--lineage-dir",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="another folder the Lineage tab may show (repeatable); clients can name no folder outside --out and these",
+    )
+    serve.add_argument(
+        "--auth",
+        default=None,
+        metavar="USER:PASSWORD",
+        help="sign-in for the page and every endpoint (or set REIMAGINE_AUTH); without it, listening beyond "
+        "127.0.0.1 logs a warning",
+    )
 
 
 def add_tiny_parser(commands) -> None:
@@ -295,8 +310,14 @@ def run_refine(args) -> int:
 
 def run_serve(args) -> int:
     from .app import serve
+    from .app_access import auth_from
 
-    serve(args.host, args.port, args.model, args.out, args.device, args.base, args.refiner, args.dtype)
+    auth = auth_from(args.auth)
+    serve(
+        *(args.host, args.port, args.model, args.out, args.device, args.base, args.refiner, args.dtype),
+        auth=auth,
+        lineage_dirs=args.lineage_dir,
+    )
     return 0
 
 
