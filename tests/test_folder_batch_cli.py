@@ -119,3 +119,16 @@ def test_image_dir_refusals(tmp_path):
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+def test_an_out_under_a_regular_file_is_refused_before_any_model_work(tiny_models, tmp_path):
+    (tmp_path / "file.txt").write_text("a regular file: no folder can be made under it")
+    out = tmp_path / "file.txt" / "out"
+    noise_image(0).save(tmp_path / "a.png")
+    variations = ("variations", "--image", tmp_path / "a.png", "--model", tiny_models["tiny-unclip"], *JOB)
+    for command in (variations, ("refine", "--image", tmp_path / "a.png")):
+        result = cli(*command, "--out", out)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"error: --out={str(out)!r} is not allowed: a folder that can be created and written to (Not a directory)"
+        ]

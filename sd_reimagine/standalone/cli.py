@@ -14,6 +14,7 @@ from ..schema import REFINER, REIMAGINE, SDXL, SEED
 from .output import REFINED_FOLDER, SDXL_FOLDER, VARIATIONS_FOLDER, job_folder
 
 EXIT_USAGE = 2
+SAVING_COMMANDS = ("variations", "sdxl", "refine", "serve")
 DESCRIPTION = "Stable unCLIP variations and the SDXL refiner without a WebUI, on diffusers."
 EPILOG = (
     "Every command that saves images writes them into a subfolder of --out (default: outputs) named after the job: "
@@ -239,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         quiet_model_loading()
     try:
+        check_output_root(args)
         return COMMANDS[args.command](args)
     except ReimagineError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -261,6 +263,14 @@ def quiet_model_loading() -> None:
     for library in (diffusers_logging, transformers_logging):
         library.set_verbosity_error()
         library.disable_progress_bar()
+
+
+def check_output_root(args) -> None:
+    """A --out that cannot be created or written is refused in one line before any model loads (not after a job)."""
+    if args.command in SAVING_COMMANDS:
+        from ..folder_batch import check_writable_folder
+
+        check_writable_folder(Path(args.out), "--out")
 
 
 def run_variations(args) -> int:
