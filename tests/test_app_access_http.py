@@ -158,3 +158,16 @@ def test_serve_refuses_a_bad_auth_or_lineage_dir_in_one_line(tmp_path, args, mes
     stderr = server.communicate(timeout=120)[1]
     assert server.returncode == 2 and stderr.strip().splitlines() == [f"error: {message}"], stderr
     assert "secret" not in stderr
+
+
+def test_a_reference_that_names_a_server_file_is_refused(app, folders, client):
+    """A client may send a file it uploaded, never a path on the server (gradio checks the path before our loader)."""
+    import httpx
+
+    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/reimagine"]["parameters"]
+    args = [parameter.get("parameter_default") for parameter in info]
+    args[0] = {"path": str(folders["nodes"]["private"].path), "meta": {"_type": "gradio.FileData"}}
+    event = httpx.post(app + "gradio_api/call/reimagine", json={"data": args}, timeout=30).json()["event_id"]
+    stream = httpx.get(app + f"gradio_api/call/reimagine/{event}", timeout=120).text
+    assert "event: error" in stream and "was not uploaded by a user" in stream, stream
+    assert "event: complete" not in stream
