@@ -95,6 +95,7 @@ def shoot_app(browser, out: Path, work: Path) -> None:
         page.fill("#reimagine_prompt textarea", "a hill at sunset, watercolour")
         for elem_id, value in [*SMALL_JOB, ("reimagine_n", 2), ("reimagine_noise_level", 200)]:
             set_number(page, elem_id, value)
+        page.locator("#reimagine_seed input").first.fill("7")  # the same pictures on every run
         page.click("#reimagine_generate")
         page.wait_for_function("document.querySelectorAll('#reimagine_gallery img').length >= 2", timeout=120_000)
         save_small(page.screenshot(), out / "app.png")
@@ -135,6 +136,7 @@ def shoot_a1111(browser, out: Path, work: Path) -> None:
         page.fill("#reimagine_prompt textarea", "a hill at sunset, watercolour")
         for elem_id, value in SMALL_JOB:
             set_number(page, elem_id, value)
+        page.locator("#reimagine_seed input").first.fill("7")  # the same pictures on every run
         page.click("#reimagine_generate")
         page.wait_for_selector("#reimagine_gallery img", timeout=300_000)
         page.wait_for_timeout(1000)
