@@ -122,15 +122,20 @@ def core_rows(forge, file: str, kind: str, refs: list[dict], values: dict) -> li
     return [conditioning_for_seed(embeds, plan, torch.Generator().manual_seed(s), augment)[0] for s in plan.seeds]
 
 
+def last_step_rows(calls: list) -> list[torch.Tensor]:
+    """The `y` the UNet got at the job's last sigma, from every batch (with and without image, one call or two)."""
+    return [y for sigma, y in calls if sigma == calls[-1][0]]
+
+
 def check_unet_received_core_rows(forge, file: str, kind: str) -> None:
     refs = [{"image": reference(21), "weight": 2.0}, {"image": reference(22), "weight": 1.0}]
     values = {"n": 2, "seed": 11, "noise_level": 300, "cfg_scale": 3.0}
+    (forge.data_dir / PROBE_FILE).unlink(missing_ok=True)  # the probe starts recording afresh
     ran = job(forge, model=file, images=refs, **values)
     assert FORGE_ENGINE in ran["info"][0]
-    probe = torch.load(forge.data_dir / PROBE_FILE, weights_only=True)
-    received = probe["y"]
-    width = {UNCLIP_H: 2048, UNCLIP_L: 1536}[kind]
-    assert received.shape == (4, width)  # 2 images, conditional and unconditional, in one UNet call
+    calls = torch.load(forge.data_dir / PROBE_FILE, weights_only=True)
+    received = torch.cat(last_step_rows(calls))
+    assert received.shape == (4, {UNCLIP_H: 2048, UNCLIP_L: 1536}[kind])  # 2 images, each with and without image
     expected = core_rows(forge, file, kind, refs, values)
     for row in expected:
         distances = (received - row).abs().amax(dim=1)
