@@ -26,6 +26,7 @@ REAL_SIZE_KINDS = (
     "sdxl-base",
     "sdxl-refiner",
     "unclip-h",
+    "unclip-l",
 )  # sd_reimagine.testing.real_size.FILES (imports torch)
 DEVICE_HELP = "torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)"
 VERBOSE_HELP = "show the libraries' own warnings and model-loading progress bars (default: off; job progress shows)"
@@ -178,14 +179,15 @@ def add_serve_parser(commands) -> None:
         type=Path,
         default=[],
         metavar="DIR",
-        help="another folder the Lineage tab may show (repeatable); clients can name no folder outside --out and these",
+        help="another folder the Lineage tab may show (repeatable; default: none); clients can name no folder outside "
+        "--out and these",
     )
     serve.add_argument(
         "--auth",
         default=None,
         metavar="USER:PASSWORD",
-        help="sign-in for the page and every endpoint (or set REIMAGINE_AUTH); without it, listening beyond "
-        "127.0.0.1 logs a warning",
+        help="sign-in for the page and every endpoint (default: REIMAGINE_AUTH, else none; without one, listening "
+        "beyond 127.0.0.1 logs a warning)",
     )
 
 
