@@ -52,3 +52,28 @@ def test_users_get_any_torch_from_2_1_and_only_the_project_setup_pins_it():
     assert "torch>=2.1" in standalone and not [d for d in standalone if "==" in d]
     assert "torch==2.13.0" in (ROOT / "dev" / "constraints.txt").read_text().splitlines()
     assert "-c dev/constraints.txt" in (ROOT / "dev" / "setup.sh").read_text()
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_readme_is_short_and_its_links_and_the_docs_links_resolve():
+    readme = ROOT / "README.md"
+    assert len(readme.read_text().splitlines()) < 200
+    for page in [readme, *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in LINK.findall(page.read_text()):
+            if target.startswith(("http://", "https://")):
+                continue
+            path, _, fragment = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name} links to missing {target}"
+            if fragment:
+                headings = re.findall(r"^#+ (.+)$", linked.read_text(), re.MULTILINE)
+                assert fragment in {anchor(h) for h in headings}, f"{page.name}: no heading for #{fragment}"
+            if linked.suffix == ".png":
+                assert linked.stat().st_size < 150_000, f"{linked.name} is over 150 KB"
