@@ -390,6 +390,19 @@ SDXL = ParamGroup("SDXL", (
     size("height", 1024, "Height"),
 ))
 
+# --- standalone host options (where weights live; never a job value or infotext key) ----------------------------
+
+OFFLOAD_MODES = ("none", "model", "sequential")
+LOW_VRAM = ParamGroup("Low VRAM", (
+    choice("offload", "none", "CPU offload",
+           "Keep weights in CPU memory: model = each model moves to the GPU while it runs (diffusers' "
+           "enable_model_cpu_offload); sequential = layer by layer, least VRAM, slowest. Needs an accelerator.",
+           OFFLOAD_MODES),
+    Param("vae_tiling", bool, False, "VAE tiling",
+          "Decode and encode large images in overlapping tiles: far less memory at large sizes, near-identical "
+          "pixels."),
+))
+
 # fmt: on
 
 

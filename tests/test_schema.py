@@ -3,7 +3,7 @@
 import pytest
 
 from sd_reimagine.errors import ParamError
-from sd_reimagine.schema import REFINER, REIMAGINE, SDXL
+from sd_reimagine.schema import LOW_VRAM, REFINER, REIMAGINE, SDXL
 from sd_reimagine.standalone.cli import build_parser
 
 
@@ -68,10 +68,11 @@ def test_pydantic_model_validates_ranges():
 def test_cli_flags_are_the_schema():
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices["variations"]
-    dests = {a.dest for a in sub._actions} - {"help", "references", "image_dir", "out", "dtype"}  # host options
+    host = {"help", "references", "image_dir", "out", "dtype", "device", "verbose"}  # host options
+    dests = {a.dest for a in sub._actions} - host - set(LOW_VRAM.names)
     assert dests == set(REIMAGINE.names)
     help_text = sub.format_help()
-    for param in REIMAGINE:
+    for param in (*REIMAGINE, *LOW_VRAM):  # the low-VRAM host options come from the schema too
         assert param.flag in help_text
 
 

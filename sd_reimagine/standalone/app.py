@@ -16,6 +16,7 @@ Three things differ from plain gradio use, each for one reason:
 # run time.
 
 import functools
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -378,11 +379,15 @@ def serve(
     base: str | None = None,
     refiner: str | None = None,
     dtype: str | None = None,
+    memory: dict | None = None,
     auth: tuple[str, str] | None = None,
     lineage_dirs: Sequence[Path] = (),
 ) -> None:
     """Start the app and block until it is stopped; a `dtype` the device cannot run is refused first.
+    `memory`: the low-VRAM host options (schema LOW_VRAM: offload, vae_tiling) every job of the app runs with;
     `auth` and `lineage_dirs`: who may sign in, and the folders the Lineage tab may show besides the output folder."""
     allowed_folders(out_dir or Path("outputs"), lineage_dirs)  # a missing --lineage-dir is refused before loading
-    session = Session(device=device, out_dir=out_dir, dtype=dtype)
+    session = Session(device=device, out_dir=out_dir, dtype=dtype, **(memory or {}))
+    if session.note:
+        print(f"note: {session.note}", file=sys.stderr)
     launch(build_app(session, model, base, refiner, lineage_dirs), session, host, port, auth=auth)

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import ReimagineError
 from ..mixing import REFERENCE_WEIGHT
 from ..model_size import sized_for_model
-from ..schema import REFINER, REIMAGINE, SDXL, SEED
+from ..schema import LOW_VRAM, REFINER, REIMAGINE, SDXL, SEED
 from .output import REFINED_FOLDER, SDXL_FOLDER, VARIATIONS_FOLDER, job_folder
 
 EXIT_USAGE = 2
@@ -116,6 +116,7 @@ def add_variations_parser(commands) -> None:
     REIMAGINE.add_cli_arguments(variations)
     _size_defaults_to_the_models(variations, REIMAGINE, "--model")
     add_dtype_argument(variations)
+    add_low_vram_arguments(variations)
     add_out_argument(variations, VARIATIONS_FOLDER)
 
 
@@ -127,12 +128,8 @@ def add_sdxl_parser(commands) -> None:
     sdxl.add_argument(
         "--refiner", default=None, help="SDXL refiner: id, folder or file (default: none, the base alone)"
     )
-    sdxl.add_argument(
-        "--offload",
-        action="store_true",
-        help="keep only the running model on the GPU (CUDA + accelerate; no-op on CPU; default: off)",
-    )
     add_dtype_argument(sdxl)
+    add_low_vram_arguments(sdxl)
     add_out_argument(sdxl, SDXL_FOLDER)
 
 
@@ -149,6 +146,7 @@ def add_refine_parser(commands) -> None:
     # An image has no base pass: the refiner's own flags would say "empty = the base's".
     REFINER.add_cli_arguments(refine, skip=("enabled", "refiner_mode", "switch_at", "keep_base", *REFINE_OWN))
     add_dtype_argument(refine)
+    add_low_vram_arguments(refine)
     add_out_argument(refine, REFINED_FOLDER)
 
 
@@ -166,6 +164,7 @@ def add_serve_parser(commands) -> None:
         "--refiner", default=None, help=f"SDXL refiner the app shows first (default: {REFINER['refiner'].default})"
     )
     add_dtype_argument(serve)
+    add_low_vram_arguments(serve)
     serve.add_argument(
         "--out",
         type=Path,
@@ -211,6 +210,25 @@ def add_dtype_argument(parser) -> None:
     )
 
 
+def add_low_vram_arguments(parser) -> None:
+    """`--offload [none|model|sequential]` and `--vae-tiling`, from the schema's LOW_VRAM host options; a bare
+    `--offload` means model offload (as the flag meant before it took a mode)."""
+    LOW_VRAM.add_cli_arguments(parser)
+    offload = next(action for action in parser._actions if action.dest == "offload")
+    offload.nargs, offload.const, offload.metavar = "?", "model", "{none,model,sequential}"
+
+
+def session_for(args):
+    """The job's Session with the command's device, dtype and low-VRAM options; their note goes to stderr."""
+    from .session import Session
+
+    memory = LOW_VRAM.values_from_cli(args)
+    session = Session(device=args.device, out_dir=args.out, dtype=args.dtype, **memory)
+    if session.note:
+        print(f"note: {session.note}", file=sys.stderr)
+    return session
+
+
 def _size_defaults_to_the_models(parser, group, model_flag: str) -> None:
     """The help of --width/--height: left out, they are the model's own size (see sd_reimagine.model_size)."""
     for action in parser._actions:
@@ -224,7 +242,7 @@ def _size_defaults_to_the_models(parser, group, model_flag: str) -> None:
 def add_real_size_parser(commands) -> None:
     real = commands.add_parser(
         "make-real-size-models",
-        help="write real-architecture random-weight checkpoints (SDXL base/refiner, unCLIP-H; ~17 GB) for Forge",
+        help="write real-architecture random-weight checkpoints (SDXL base/refiner, unCLIP-H and -L; ~21 GB) for Forge",
     )
     real.add_argument("out_dir", type=Path, help="folder to write the checkpoints into (files there are kept)")
     real.add_argument("--forge", type=Path, required=True, help="a Forge checkout (its configs and huggingface_guess)")
@@ -277,9 +295,8 @@ def check_output_root(args) -> None:
 
 def run_variations(args) -> int:
     from ..images import open_image
-    from .session import Session
 
-    session = Session(device=args.device, out_dir=args.out, dtype=args.dtype)
+    session = session_for(args)
     values = sized_for_model(REIMAGINE, args.model or REIMAGINE["model"].default).values_from_cli(args)
     if args.image_dir is not None:
         from .batch import run_image_dir
@@ -294,9 +311,7 @@ def run_variations(args) -> int:
 
 
 def run_sdxl(args) -> int:
-    from .session import Session
-
-    session = Session(device=args.device, out_dir=args.out, offload=args.offload, dtype=args.dtype)
+    session = session_for(args)
     values = sized_for_model(SDXL, args.base or SDXL["base"].default).values_from_cli(args)
     refiner_given = {"enabled": args.refiner is not None, "refiner": args.refiner or REFINER["refiner"].default}
     refiner_values = {**REFINER.values_from_cli(args), **refiner_given}
@@ -307,11 +322,10 @@ def run_sdxl(args) -> int:
 
 def run_refine(args) -> int:
     from ..images import open_image
-    from .session import Session
 
     for name in REFINE_OWN:  # `--prompt` is the refiner's prompt here, and so on
         setattr(args, name, getattr(args, name.removeprefix("refiner_")))
-    session = Session(device=args.device, out_dir=args.out, dtype=args.dtype)
+    session = session_for(args)
     refiner_values = REFINER.values_from_cli(args)
     seed = SEED.coerce(args.seed)
     image = open_image(args.image, name=str(args.image))
@@ -324,9 +338,10 @@ def run_serve(args) -> int:
     from .app import serve
     from .app_access import auth_from
 
+    memory = LOW_VRAM.values_from_cli(args)
     auth = auth_from(args.auth)
     serve(
-        *(args.host, args.port, args.model, args.out, args.device, args.base, args.refiner, args.dtype),
+        *(args.host, args.port, args.model, args.out, args.device, args.base, args.refiner, args.dtype, memory),
         auth=auth,
         lineage_dirs=args.lineage_dir,
     )

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 import torch
 
+from .low_vram import execution_device
+
 
 def bridge_latents(latents: torch.Tensor, source_vae, target_vae) -> torch.Tensor:
     """Latents of one model in another's latent space: decode with the source VAE, encode with the target's."""
@@ -16,7 +18,7 @@ def bridge_latents(latents: torch.Tensor, source_vae, target_vae) -> torch.Tenso
 def encode_pixels(vae, pixels: torch.Tensor) -> torch.Tensor:
     """Scaled latents of pixels in [-1, 1] (the posterior mean: deterministic, as the WebUI encodes)."""
     with torch.no_grad(), _float32_if_needed(vae) as dtype:
-        posterior = vae.encode(pixels.to(device=vae.device, dtype=dtype)).latent_dist
+        posterior = vae.encode(pixels.to(device=execution_device(vae), dtype=dtype)).latent_dist
         latents = posterior.mode()
     mean, std = _latents_stats(vae, latents)
     if mean is not None:
@@ -31,7 +33,7 @@ def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
         latents * std / vae.config.scaling_factor + mean if mean is not None else latents / vae.config.scaling_factor
     )
     with torch.no_grad(), _float32_if_needed(vae) as dtype:
-        return vae.decode(unscaled.to(device=vae.device, dtype=dtype), return_dict=False)[0]
+        return vae.decode(unscaled.to(device=execution_device(vae), dtype=dtype), return_dict=False)[0]
 
 
 def decode_images(pipe, vae, latents: torch.Tensor, output_type: str = "pil") -> list:

@@ -73,7 +73,8 @@ class XlVariations:
 
     @property
     def device(self) -> torch.device:
-        return self.pipe.unet.device
+        """Where the models compute (the GPU under CPU offload)."""
+        return self.pipe._execution_device
 
     @torch.no_grad()
     def __call__(

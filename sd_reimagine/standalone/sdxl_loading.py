@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .low_vram import MemoryOptions, place_pipeline
 from .models import default_device, load_pipeline, model_name
 
 if TYPE_CHECKING:
@@ -23,13 +24,12 @@ def load_sdxl_relay(
     refiner: str | None,
     dtype: torch.dtype | None = None,
     device: str | None = None,
-    offload: bool = False,
+    memory: MemoryOptions | None = None,
     max_batch: int = 4,
 ) -> SdxlRelay:
     """Load a base and/or refiner; the refiner reuses the base's text_encoder_2 and VAE when they are identical.
 
-    `offload` keeps only the running model on the GPU (diffusers' `enable_model_cpu_offload`, which needs
-    accelerate and a CUDA device); on the CPU it does nothing: both models simply stay in memory.
+    `memory`: the low-VRAM options (`low_vram`: diffusers' CPU offload on an accelerator, VAE tiling).
     """
     default_dev, default_dtype = default_device()
     device, dtype = device or default_dev, dtype or default_dtype
@@ -43,26 +43,13 @@ def load_sdxl_relay(
         refiner_pipe = load_pipeline(StableDiffusionXLImg2ImgPipeline, refiner, dtype, **components)
     for pipe in (base_pipe, refiner_pipe):
         if pipe is not None:
-            _place(pipe, device, offload)
+            place_pipeline(pipe, device, memory or MemoryOptions())
             pipe.set_progress_bar_config(disable=True)
     from .sdxl import SdxlRelay
 
     return SdxlRelay(
         base_pipe, refiner_pipe, model_name(base) if base else "", model_name(refiner) if refiner else "", max_batch
     )
-
-
-def _place(pipe, device: str, offload: bool) -> None:
-    if offload and str(device).startswith("cuda") and _has_accelerate():
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.to(device)
-
-
-def _has_accelerate() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("accelerate") is not None
 
 
 def shareable_components(base: str, refiner: str) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from ..images import InputImage
 from ..mixing import Reference
 from ..reimagine_xl import XL_ENGINE, check_embedding_size
 from ..schema import REFINER, REIMAGINE, SDXL
+from .low_vram import MemoryOptions, offload_note, place_module, place_pipeline
 from .models import PipelineCache, default_device, load_pipeline, model_name
 from .output import REFINED_FOLDER, SDXL_FOLDER, VARIATIONS_FOLDER, job_folder, next_index, save_png
 from .reimagine_xl import CLIP_VISION_FOLDERS, XlVariations, model_engine, pooled_size
@@ -29,15 +30,19 @@ class Session:
         device: str | None = None,
         out_dir: Path | None = None,
         max_batch: int = 4,
-        offload: bool = False,
+        offload: bool | str = False,
         dtype: str | None = None,
+        vae_tiling: bool = False,
     ):
-        """`dtype`: one of DTYPES that `device` supports (None: float16 on CUDA, else float32); else ParamError."""
+        """`dtype`: one of DTYPES that `device` supports (None: float16 on CUDA, else float32); else ParamError.
+        `offload` (none, model, sequential; True = model) and `vae_tiling`: the low-VRAM options (`low_vram`)."""
         self.device = device or default_device()[0]
         self.dtype = pick_dtype(dtype, self.device)
         self.out_dir = Path(out_dir) if out_dir else Path("outputs")
         self.max_batch = max_batch
-        self.offload = offload
+        mode = {True: "model", False: "none", None: "none"}.get(offload, offload)  # type: ignore[call-overload]
+        self.memory = MemoryOptions.from_values({"offload": mode, "vae_tiling": vae_tiling})
+        self.note = offload_note(self.device, self.memory)  # shown by the CLI and the app when not empty
         self._pipelines = PipelineCache(capacity=3)
         _quiet_library_warnings()
 
@@ -50,7 +55,8 @@ class Session:
         def load() -> UnclipVariations:
             from diffusers import StableUnCLIPImg2ImgPipeline
 
-            pipe = load_pipeline(StableUnCLIPImg2ImgPipeline, spec, dtype=self._dtype()).to(self.device)
+            pipe = load_pipeline(StableUnCLIPImg2ImgPipeline, spec, dtype=self._dtype())
+            place_pipeline(pipe, self.device, self.memory)
             pipe.set_progress_bar_config(disable=True)
             return UnclipVariations(pipe, model_name(spec), max_batch=self.max_batch)
 
@@ -64,9 +70,11 @@ class Session:
 
             from ..clip_vision import load_vision_tower
 
-            tower = load_vision_tower(image_encoder, CLIP_VISION_FOLDERS, dtype=self._dtype(), device=self.device)
+            tower = load_vision_tower(image_encoder, CLIP_VISION_FOLDERS, dtype=self._dtype())
+            tower.model = place_module(tower.model, self.device, self.memory)
             check_embedding_size(tower.embedding_size, pooled_size(spec))  # before the large load
-            pipe = load_pipeline(StableDiffusionXLPipeline, spec, dtype=self._dtype()).to(self.device)
+            pipe = load_pipeline(StableDiffusionXLPipeline, spec, dtype=self._dtype())
+            place_pipeline(pipe, self.device, self.memory)
             pipe.set_progress_bar_config(disable=True)
             return XlVariations(pipe, tower, model_name(spec), max_batch=self.max_batch)
 
@@ -98,7 +106,7 @@ class Session:
 
         def load():
             return load_sdxl_relay(
-                base, refiner, dtype=self._dtype(), device=self.device, offload=self.offload, max_batch=self.max_batch
+                base, refiner, dtype=self._dtype(), device=self.device, memory=self.memory, max_batch=self.max_batch
             )
 
         return self._pipelines.get(("sdxl", base, refiner, self.device), load)

@@ -21,6 +21,7 @@ from ..reimagine_plan import (
 )
 from ..schedule import img2img_steps
 from ..schema import REIMAGINE
+from .low_vram import release_after_job
 from .schedulers import make_scheduler
 
 ProgressFn = Callable[[int, int], None]
@@ -53,7 +54,8 @@ class UnclipVariations:
 
     @property
     def device(self) -> torch.device:
-        return self.pipe.unet.device
+        """Where the models compute (the GPU under CPU offload, where the weights wait in CPU memory)."""
+        return self.pipe._execution_device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -89,6 +91,7 @@ class UnclipVariations:
             if interrupted:
                 break
         self.caches.trim()
+        release_after_job(self.pipe)
         return VariationResult(images, values, interrupted)
 
     def encode_prompt(self, prompt: str, negative_prompt: str, do_cfg: bool):

@@ -201,7 +201,6 @@ def _sdxl_scheduler():
 
 def build_sdxl_pair(scale: int = 1):
     """A tiny SDXL base and refiner that share text encoder 2 and the VAE, as the real pair does."""
-    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(0)
@@ -210,13 +209,21 @@ def build_sdxl_pair(scale: int = 1):
     text_encoder_2 = CLIPTextModelWithProjection(_text_config(32, projection=32))
     vae = _vae(scale)
     # base: 6 time ids x 8 + pooled 32 = 80; refiner: 5 time ids (aesthetic score) x 8 + 32 = 72
+    return sdxl_pair_of(vae, text_encoder, text_encoder_2, _sdxl_unet(64, 80, scale), _sdxl_unet(32, 72, scale))
+
+
+def sdxl_pair_of(vae, text_encoder, text_encoder_2, base_unet, refiner_unet):
+    """An SDXL base and refiner pipeline sharing text encoder 2 and the VAE, as the released pair does (no
+    tokenizers: the caller registers them)."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
     base = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
         text_encoder_2=text_encoder_2,
         tokenizer=None,
         tokenizer_2=None,
-        unet=_sdxl_unet(64, 80, scale),
+        unet=base_unet,
         scheduler=_sdxl_scheduler(),
     )
     refiner = StableDiffusionXLImg2ImgPipeline(
@@ -225,7 +232,7 @@ def build_sdxl_pair(scale: int = 1):
         text_encoder_2=text_encoder_2,
         tokenizer=None,
         tokenizer_2=None,
-        unet=_sdxl_unet(32, 72, scale),
+        unet=refiner_unet,
         scheduler=_sdxl_scheduler(),
         requires_aesthetics_score=True,
     )

@@ -1,0 +1,1 @@
+"""GPU benchmark: the standalone host against diffusers' own pipelines on real architectures (see __main__)."""
