@@ -28,17 +28,12 @@ class ForgeProfile(HostProfile):
 
     def release_memory(self) -> None:
         """Forge's cache emptied, then freed host memory handed back to the system (glibc keeps it otherwise)."""
-        import ctypes
-        import sys
-
         from backend import memory_management
 
+        from .unclip_diffusers import release_freed_memory
+
         memory_management.soft_empty_cache(force=True)
-        if sys.platform.startswith("linux"):
-            try:
-                ctypes.CDLL("libc.so.6").malloc_trim(0)
-            except OSError:
-                pass
+        release_freed_memory()
 
     def host_group(self):
         """Forge's samplers and schedule types, or the diffusers table where only the fallback runs unCLIP."""
