@@ -18,11 +18,13 @@ from . import swap
 
 def swap_loads(base_model, info) -> bool:
     """A1111's fact: the user's model, the base and the refiner do not all fit in `sd_checkpoints_limit`."""
-    from modules import shared
+    from modules import sd_models, shared
 
     base_info = getattr(base_model, "sd_checkpoint_info", None) if base_model is not None else loaded_checkpoint()
-    titles = [str(shared.opts.sd_model_checkpoint or ""), getattr(base_info, "title", ""), info.title]
-    return swap.swap_would_load(swap.checkpoints_limit(), titles)
+    # the saved setting may be a title, a name or a hash: compare files
+    user_info = sd_models.checkpoint_aliases.get(str(shared.opts.sd_model_checkpoint or ""))
+    files = [getattr(user_info, "filename", ""), getattr(base_info, "filename", ""), info.filename]
+    return swap.swap_would_load(swap.checkpoints_limit(), files)
 
 
 @contextmanager
