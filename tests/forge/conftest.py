@@ -49,6 +49,7 @@ FLAGS = [
 ]
 BASE, REFINER, UNCLIP = "real-sdxl-base.safetensors", "real-sdxl-refiner.safetensors", "real-unclip-h.safetensors"
 UNCLIP_L = "real-unclip-l.safetensors"
+LORA = "reimagine-test-sd2"  # a small random LoRA on one attention layer of the SD 2 UNet (unCLIP's)
 PROBE_FILE = "probe-y.pt"  # where the probe extension writes the `y` Forge's k-model last handed its UNet
 PROBE_SCRIPT = '''"""Test probe: saves the image conditioning `y` Forge's k-model hands its UNet (observes only)."""
 import os
@@ -100,6 +101,23 @@ def build_models(root: Path, out: Path) -> Path:
     return out
 
 
+def write_sd2_lora(folder: Path) -> Path:
+    """A kohya-named LoRA (rank 4) on the first attention query of the SD 2 UNet: large enough to change an image."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(0)
+    name = "lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q"
+    tensors = {
+        f"{name}.lora_down.weight": torch.randn(4, 320, generator=generator) * 0.5,
+        f"{name}.lora_up.weight": torch.randn(320, 4, generator=generator) * 0.5,
+        f"{name}.alpha": torch.tensor(4.0),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / f"{LORA}.safetensors"))
+    return folder / f"{LORA}.safetensors"
+
+
 def make_data_dir(data_dir: Path, models: Path) -> Path:
     """A throw-away --data-dir: the checkpoints linked in alone (as a user has them: no tokenizer folder, no .yaml),
     the tiny bigG-size image encoder in models/clip_vision, this project and the `y` probe as extensions."""
@@ -108,6 +126,7 @@ def make_data_dir(data_dir: Path, models: Path) -> Path:
     for path in sorted(models.iterdir()):
         if path.suffix == ".safetensors":
             (target / path.name).symlink_to(path)
+    write_sd2_lora(data_dir / "models" / "Lora")
     # Reimagine XL's image encoder: a tiny tower whose projection has real SDXL's pooled size (1280)
     write_into_clip_vision_folder(data_dir / "models", projection_dim=POOLED_DIM)
     (data_dir / "extensions").mkdir()

@@ -17,7 +17,7 @@ from sd_reimagine.infotext import parse_infotext
 from sd_reimagine.reimagine_plan import ReimagineFacts, conditioning_for_seed, plan_reimagine
 from sd_reimagine.unclip_noise import unclip_augment
 
-from .conftest import BASE, PROBE_FILE, REFINER, UNCLIP
+from .conftest import BASE, LORA, PROBE_FILE, REFINER, UNCLIP
 from .conftest import UNCLIP_L as UNCLIP_L_FILE
 from .test_forge_api import SMALL, infotexts, pixels, png_b64, txt2img
 
@@ -79,6 +79,14 @@ def test_structure_strength_runs_through_forges_img2img(forge):
     kept = job(forge, seed=9, structure_strength=0.5)
     assert "Reimagine structure strength: 0.5" in kept["info"][0] and "Denoising strength: 0.5" in kept["info"][0]
     assert differs(kept["pixels"][0], from_noise["pixels"][0])
+
+
+def test_lora_in_the_prompt_works_on_the_unclip_unet(forge):
+    plain = job(forge, seed=41)
+    with_lora = job(forge, seed=41, prompt=f"a cat <lora:{LORA}:1>")
+    assert "Lora hashes" in with_lora["info"][0] and FORGE_ENGINE in with_lora["info"][0]
+    assert with_lora["loads"] == 0 and differs(with_lora["pixels"][0], plain["pixels"][0])
+    assert np.array_equal(job(forge, seed=41)["pixels"][0], plain["pixels"][0])  # and it is gone after the job
 
 
 def decoded(b64: str):
@@ -173,6 +181,26 @@ def test_unclip_l_alone_runs_on_forges_engine(forge):
 
 def test_conditioning_forges_unet_receives_is_the_cores_unclip_l(forge):
     check_unet_received_core_rows(forge, UNCLIP_L_FILE, UNCLIP_L)
+
+
+def test_an_unclip_file_no_path_can_load_is_a_422_naming_model(forge):
+    from safetensors.torch import save_file
+
+    folder = forge.data_dir / "models" / "Stable-diffusion"
+    broken = folder / "broken-unclip.safetensors"  # unCLIP by its marker key, but no model Forge or diffusers builds
+    save_file({"embedder.model.ln_final.weight": torch.ones(1024), "model.diffusion_model.x": torch.ones(2)}, broken)
+    assert forge.post("/sdapi/v1/refresh-checkpoints").status_code == 200
+    try:
+        body = {"images": [{"image": reference()}], "model": broken.name}
+        response = forge.post("/reimagine/v1/variations", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["body", "model"] and "broken-unclip" in response.text
+        assert broken.exists() and not broken.with_name(broken.name + ".corrupted").exists()  # Forge's wrappers
+        assert "diffusers fallback" in forge.log_text()  # Forge's loader refused it, then the fallback did
+    finally:
+        broken.unlink()
+        forge.post("/sdapi/v1/refresh-checkpoints")
+    assert forge.options()["sd_model_checkpoint"] == BASE
 
 
 def test_users_model_serves_the_next_txt2img(forge):

@@ -82,7 +82,10 @@ def checkpoint_visual_state(path: str) -> dict[str, torch.Tensor]:
         with safe_open(path, "pt") as handle:
             return {k: handle.get_tensor(k) for k in handle.keys() if k.startswith(VISUAL_PREFIX)}
     with original_loaders():
-        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except RuntimeError:  # a legacy (non-zip) .ckpt cannot be memory-mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state)
     return {k: v for k, v in state.items() if k.startswith(VISUAL_PREFIX)}
 
