@@ -152,6 +152,7 @@ class Forge:
     startup_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)  # command-line flags beyond FLAGS
+    base_flags: list[str] = field(default_factory=lambda: list(FLAGS))  # FLAGS less e.g. the bf16/fp16 ones
     auth: tuple[str, str] | None = None  # the --api-auth credentials its HTTP helpers send
 
     @property
@@ -182,7 +183,8 @@ class Forge:
 
     def start(self) -> None:
         python = os.environ.get(ENV_PYTHON) or str(self.root / "venv" / "bin" / "python")
-        command = [python, "launch.py", *FLAGS, *self.flags, "--data-dir", str(self.data_dir), "--port", str(self.port)]
+        command = [python, "launch.py", *self.base_flags, *self.flags]
+        command += ["--data-dir", str(self.data_dir), "--port", str(self.port)]
         # Forge lets Gradio serve files only from --data-dir: its own javascript/ (and this project, linked in as the
         # extension) must be allowed too, or the page has no ui.js and no button works
         command += ["--gradio-allowed-path", str(self.root), "--gradio-allowed-path", str(PROJECT)]
