@@ -81,6 +81,13 @@ def test_structure_strength_runs_through_forges_img2img(forge):
     assert differs(kept["pixels"][0], from_noise["pixels"][0])
 
 
+def test_cfg_one_and_and_prompts_run(forge):
+    no_negative = job(forge, seed=9, cfg_scale=1.0)  # Forge skips the negative side: no uncond rows at all
+    composed = job(forge, seed=9, prompt="a cat AND a dog :0.5")  # two prompts per image, each with its row
+    assert FORGE_ENGINE in no_negative["info"][0] and FORGE_ENGINE in composed["info"][0]
+    assert differs(no_negative["pixels"][0], composed["pixels"][0])
+
+
 def test_lora_in_the_prompt_works_on_the_unclip_unet(forge):
     plain = job(forge, seed=41)
     with_lora = job(forge, seed=41, prompt=f"a cat <lora:{LORA}:1>")
