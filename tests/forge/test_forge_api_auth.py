@@ -4,21 +4,11 @@ Forge's own `/sdapi/v1/*`; with them a client gets its images (a Reimagine XL jo
 from __future__ import annotations
 
 import pytest
-import requests
 
+from ..api_auth import AUTH_FLAGS, CREDENTIALS, ROUTES, assert_refused_without_credentials
 from ..browser import free_port
 from .conftest import BASE, SKIP_REASON, Forge, build_models, forge_root, make_data_dir, models_dir
 from .test_forge_api import reference
-
-CREDENTIALS = ("reimagine", "s3cret-pass")
-ROUTES = [
-    ("get", "/reimagine/v1/version"),
-    ("get", "/reimagine/v1/schema"),
-    ("get", "/reimagine/v1/models"),
-    ("get", "/reimagine/v1/swaps"),
-    ("post", "/reimagine/v1/variations"),
-    ("post", "/reimagine/v1/batch"),
-]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +19,7 @@ def auth_forge(tmp_path_factory):
         pytest.skip(SKIP_REASON)
     data_dir = make_data_dir(tmp_path_factory.mktemp("forge-auth"), build_models(root, models_dir()))
     server = Forge(root, data_dir, free_port(), data_dir / "forge.log", auth=CREDENTIALS)
-    server.flags = ["--api-auth", ":".join(CREDENTIALS)]
+    server.flags = AUTH_FLAGS
     server.start()
     try:
         yield server
@@ -37,17 +27,9 @@ def auth_forge(tmp_path_factory):
         server.stop()
 
 
-def call(server: Forge, method: str, path: str, auth) -> requests.Response:
-    body = {"images": [], "model": BASE} if method == "post" else None
-    return getattr(requests, method)(server.url + path, json=body, auth=auth, timeout=60)
-
-
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_every_route_is_401_without_or_with_wrong_credentials(auth_forge, method, path):
-    assert call(auth_forge, "get", "/sdapi/v1/options", None).status_code == 401  # Forge's own rule
-    assert call(auth_forge, method, path, None).status_code == 401
-    assert call(auth_forge, method, path, (CREDENTIALS[0], "wrong")).status_code == 401
-    assert call(auth_forge, method, path, ("someone", CREDENTIALS[1])).status_code == 401
+    assert_refused_without_credentials(auth_forge.url, method, path, BASE)
 
 
 def test_with_the_credentials_a_client_gets_its_images(auth_forge):

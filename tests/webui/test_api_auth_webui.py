@@ -10,21 +10,11 @@ import base64
 import io
 
 import pytest
-import requests
 
+from ..api_auth import AUTH_FLAGS, CREDENTIALS, ROUTES, assert_refused_without_credentials
 from ..browser import free_port
 from ..conftest import noise_image
 from .conftest import WebUI, make_data_dir, webui_root
-
-CREDENTIALS = ("reimagine", "s3cret-pass")
-ROUTES = [
-    ("get", "/reimagine/v1/version"),
-    ("get", "/reimagine/v1/schema"),
-    ("get", "/reimagine/v1/models"),
-    ("get", "/reimagine/v1/swaps"),
-    ("post", "/reimagine/v1/variations"),
-    ("post", "/reimagine/v1/batch"),
-]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +22,7 @@ def auth_webui(tmp_path_factory, webui_tiny_models):
     """A WebUI started with --api-auth (its HTTP helpers send the right credentials unless told otherwise)."""
     data_dir = make_data_dir(tmp_path_factory.mktemp("webui-auth"), webui_tiny_models)
     server = WebUI(webui_root(), data_dir, webui_tiny_models, free_port(), data_dir / "webui.log", auth=CREDENTIALS)
-    server.flags = ["--api-auth", ":".join(CREDENTIALS)]
+    server.flags = AUTH_FLAGS
     server.start()
     try:
         yield server
@@ -46,17 +36,9 @@ def png_b64(seed: int) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def call(server: WebUI, method: str, path: str, auth) -> requests.Response:
-    body = {"images": [], "model": "tiny-unclip-h"} if method == "post" else None
-    return getattr(requests, method)(server.url + path, json=body, auth=auth, timeout=60)
-
-
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_every_route_is_401_without_or_with_wrong_credentials(auth_webui, method, path):
-    assert call(auth_webui, "get", "/sdapi/v1/options", None).status_code == 401  # the WebUI's own rule
-    assert call(auth_webui, method, path, None).status_code == 401
-    assert call(auth_webui, method, path, (CREDENTIALS[0], "wrong")).status_code == 401
-    assert call(auth_webui, method, path, ("someone", CREDENTIALS[1])).status_code == 401
+    assert_refused_without_credentials(auth_webui.url, method, path, "tiny-unclip-h")
 
 
 def test_with_the_credentials_a_client_gets_its_images(auth_webui):
