@@ -60,6 +60,33 @@ def encode_png(image, infotext: str) -> str:
     return base64.b64encode(png_bytes(image, infotext, own_hash_chunks(image, infotext))).decode("ascii")
 
 
+def model_listing(host: ApiHost) -> dict[str, Any]:
+    """`GET /models`: checkpoints by kind, the default Reimagine model and the loaded one."""
+    from .checkpoint_lookup import list_checkpoints_by_kind
+    from .settings import default_model
+
+    kinds = list_checkpoints_by_kind()
+    by_kind = {kind: kinds.get(kind, []) for kind in (*KINDS, *sorted(set(kinds) - set(KINDS)))}
+    try:
+        default = default_model()
+    except ReimagineError:
+        default = None
+    loaded = host.loaded_checkpoint()
+    return {"kinds": by_kind, "default": default, "loaded": loaded.title if loaded is not None else None}
+
+
+def variations_answer(result) -> dict[str, Any]:
+    """`POST /variations`' answer: the images as PNGs with their infotext and hash chunk, and the job's facts."""
+    return {
+        "images": [encode_png(image.image, image.infotext) for image in result.images],
+        "seeds": result.seeds,
+        "parameters": result.values,
+        "info": result.infotexts,
+        "interrupted": result.interrupted,
+        "timings": result.timings,
+    }
+
+
 def register(app, host: ApiHost) -> None:
     """Add the routes to the WebUI's FastAPI app (from on_app_started); `host`: the host profile's parts.
 
@@ -69,7 +96,6 @@ def register(app, host: ApiHost) -> None:
 
     from . import batch
     from .api_access import webui_guarded_app
-    from .checkpoint_lookup import list_checkpoints_by_kind
     from .settings import default_model
     from .swap_records import swap_times_after
 
@@ -85,14 +111,7 @@ def register(app, host: ApiHost) -> None:
         return request_schema(host)
 
     def models() -> dict[str, Any]:
-        kinds = list_checkpoints_by_kind()
-        by_kind = {kind: kinds.get(kind, []) for kind in (*KINDS, *sorted(set(kinds) - set(KINDS)))}
-        try:
-            default = default_model()
-        except ReimagineError:
-            default = None
-        loaded = host.loaded_checkpoint()
-        return {"kinds": by_kind, "default": default, "loaded": loaded.title if loaded is not None else None}
+        return model_listing(host)
 
     def variations(body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI's way to take the raw JSON
         try:
@@ -106,14 +125,7 @@ def register(app, host: ApiHost) -> None:
             result = run_job(references, values, host.run_reimagine, **extra)
         except ReimagineError as exc:
             raise unprocessable(error_location(exc), str(exc)) from None
-        return {
-            "images": [encode_png(image.image, image.infotext) for image in result.images],
-            "seeds": result.seeds,
-            "parameters": result.values,
-            "info": result.infotexts,
-            "interrupted": result.interrupted,
-            "timings": result.timings,
-        }
+        return variations_answer(result)
 
     app.add_api_route(f"{PREFIX}/version", version, methods=["GET"])
     app.add_api_route(f"{PREFIX}/schema", schema, methods=["GET"])
