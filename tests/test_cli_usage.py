@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from sd_reimagine.standalone.cli import COMMANDS, REAL_SIZE_KINDS, build_parser
+from sd_reimagine.standalone.cli import COMMANDS, build_parser
+from sd_reimagine.standalone.cli_parser import REAL_SIZE_KINDS
 
 from .conftest import noise_image
 from .test_cli import ROOT, cli
