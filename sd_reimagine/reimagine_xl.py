@@ -58,11 +58,16 @@ def alphas_cumprod() -> torch.Tensor:
     return torch.cumprod(1.0 - torch.tensor(betas, dtype=torch.float64), dim=0)
 
 
-def pooled_augment(noise_level: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """augment(embeds, noise) for `conditioning_for_seed`: q_sample at `noise_level`, no level embedding."""
+def level_alpha(noise_level: int) -> float:
+    """alphas_cumprod at a checked noise level (the signal share of q_sample), for every embedding augmentation."""
     if not 0 <= int(noise_level) < NOISE_STEPS:
         raise ParamError("noise_level", noise_level, f"an integer from 0 to {NOISE_STEPS - 1}")
-    alpha = float(alphas_cumprod()[int(noise_level)])
+    return float(alphas_cumprod()[int(noise_level)])
+
+
+def pooled_augment(noise_level: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """augment(embeds, noise) for `conditioning_for_seed`: q_sample at `noise_level`, no level embedding."""
+    alpha = level_alpha(noise_level)
 
     def augment(embeds: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return math.sqrt(alpha) * embeds + math.sqrt(1.0 - alpha) * noise.to(embeds)

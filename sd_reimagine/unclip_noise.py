@@ -18,8 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from .errors import ParamError
-from .reimagine_xl import NOISE_STEPS, alphas_cumprod
+from .reimagine_xl import level_alpha
 
 MAX_PERIOD = 10000
 
@@ -40,9 +39,7 @@ def unclip_augment(
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """augment(embeds (k, D), noise (k, D)) -> (k, 2D) for `conditioning_for_seed`: noised embeddings and the
     level embedding, with the CLIP statistics `mean`/`std` (D values each) when the model has them."""
-    if not 0 <= int(noise_level) < NOISE_STEPS:
-        raise ParamError("noise_level", noise_level, f"an integer from 0 to {NOISE_STEPS - 1}")
-    alpha = float(alphas_cumprod()[int(noise_level)])
+    alpha = level_alpha(noise_level)
 
     def augment(embeds: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         m = torch.zeros(()) if mean is None else mean.reshape(1, -1)
